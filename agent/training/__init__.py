@@ -1,0 +1,1 @@
+"""Reproducible training of the measured components (run by `make train`)."""
