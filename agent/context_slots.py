@@ -1,0 +1,76 @@
+"""Facts about the user's situation read from what they wrote: stated plainly, so matched plainly.
+
+Only explicit statements are read ("my 15-year-old daughter", "without her knowing"); anything
+else stays unknown and becomes a candidate for a clarifying question.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from agent.vocabulary import ContextSlot
+
+_AGE = re.compile(r"\b(\d{1,2})[- ]?(?:year|yr)s?[- ]?old\b", re.IGNORECASE)
+_PATTERNS: list[tuple[ContextSlot, str, re.Pattern[str]]] = [
+    (ContextSlot.AGE, "minor", re.compile(r"\b(toddler|baby|infant|teen(ager)?|kid|child(ren)?|minor)s?\b", re.I)),
+    (ContextSlot.ROLE, "parent", re.compile(r"\bmy (little |teenage |young )?(daughter|son|child|kid|teen|teenager|children|kids)\b", re.I)),
+    (ContextSlot.ROLE, "employer", re.compile(r"\bmy (employees?|staff|team members?|workers?|direct reports?)\b", re.I)),
+    (ContextSlot.ROLE, "employee", re.compile(r"\bmy (boss|manager|employer|supervisor)\b", re.I)),
+    (ContextSlot.ROLE, "patient", re.compile(r"\bmy (doctor|gp|physician|prescription|medication)\b", re.I)),
+    (ContextSlot.RELATIONSHIP, "ex-partner", re.compile(r"\bmy ex([- ](partner|wife|husband|girlfriend|boyfriend))?\b", re.I)),
+    (ContextSlot.RELATIONSHIP, "partner", re.compile(r"\bmy (wife|husband|partner|girlfriend|boyfriend|spouse|fianc[eé]e?)\b", re.I)),
+    (ContextSlot.RELATIONSHIP, "family", re.compile(r"\bmy (mother|mom|mum|father|dad|sister|brother|grandmother|grandfather|aunt|uncle|daughter|son|child|parents?)\b", re.I)),
+    (ContextSlot.RELATIONSHIP, "colleague", re.compile(r"\bmy (colleague|co-?worker|employees?|boss|manager)s?\b", re.I)),
+    (ContextSlot.RELATIONSHIP, "friend", re.compile(r"\bmy (best )?friends?\b", re.I)),
+    (ContextSlot.CONSENT, "no", re.compile(r"\b(without (her|him|them|their|his) (knowing|knowledge|consent|permission)|secretly|behind (her|his|their) back|without telling)\b", re.I)),
+    (ContextSlot.CONSENT, "yes", re.compile(r"\b(with (her|his|their) (consent|permission)|(she|he|they) (asked|agreed|consented)|gave me permission)\b", re.I)),
+    (ContextSlot.PURPOSE, "safety", re.compile(r"\b(safe|safety|in danger|protect)\b", re.I)),
+]
+
+
+def extract_context(text: str) -> dict[str, str]:
+    """Slot values the text states explicitly; the first matching pattern per slot wins."""
+    found: dict[str, str] = {}
+    age = _AGE.search(text)
+    if age:
+        found[ContextSlot.AGE] = "minor" if int(age.group(1)) < 18 else "adult"
+    for slot, value, pattern in _PATTERNS:
+        if slot not in found and pattern.search(text):
+            found[slot] = value
+    return {str(k): v for k, v in found.items()}
+
+
+_FIRST_PERSON = re.compile(r"\b(i|i'm|i've|my|me|mine|we|our|us|myself)\b", re.IGNORECASE)
+
+
+def is_personal(text: str) -> bool:
+    """Whether the request is about the writer's own situation (so facts about it could matter)."""
+    return bool(_FIRST_PERSON.search(text))
+
+
+_JUST_ANSWER = re.compile(
+    r"^\s*(just (answer|tell me|say it|give me (an|the) answer)|skip( the)? questions?|no more questions|"
+    r"stop asking|don'?t ask( me)?( any more| anything)?|answer (it |me )?(now|already)|whatever,? just answer)\b",
+    re.IGNORECASE,
+)
+
+
+def wants_answer_now(text: str) -> bool:
+    """The user asks to skip clarification ("just answer", "stop asking", ...)."""
+    return bool(_JUST_ANSWER.search(text))
+
+
+def match_option(answer: str, options: Sequence[Mapping[str, Any]]) -> str | None:
+    """The stored value of the option the answer picks, by its label or a clear yes/no; else None."""
+    said = answer.strip().lower().rstrip(".!")
+    for option in options:
+        label = str(option["label"]).lower()
+        if said == label or said == str(option["value"]).lower() or (len(said) > 2 and label.startswith(said)):
+            return str(option["value"])
+    for option in options:
+        first_word = str(option["label"]).lower().split(",")[0].split()[0]
+        if said.split() and said.split()[0].strip(",") == first_word and first_word in {"yes", "no"}:
+            return str(option["value"])
+    return None

@@ -1,0 +1,204 @@
+"""Clarify or answer: hard constraints first (lexicographically), then the expected value of a question.
+
+A question is worth asking only when the plausible answers to it would lead to different
+responses. That is measured on the norms themselves: for each unknown fact the relevant norms are
+conditioned on, we re-judge the norms under each possible value and see how far the response
+they point to moves. A conflict that no fact would settle is answered pluralistically instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from agent.constraints import Candidate, ConstraintReport, choose_lexicographic, violations_for
+from agent.norms import UNKNOWN, NormEvidence, NormJudgement, contradicts, response_distribution
+from agent.values import VALUE_NAMES
+from agent.vocabulary import ConstraintAction, Decision, Mode
+
+INTENT = "intent"  # asking what the user means, rather than about their situation
+
+
+class ResponseStyle:
+    DIRECT = "direct"
+    CAVEATED = "caveated"
+    PLURALISTIC = "pluralistic"
+    STEERED = "steered"
+    REFUSAL = "refusal"
+
+
+@dataclass(frozen=True)
+class PolicyThresholds:
+    """Where the policy's measured signals turn into actions (see ARCHITECTURE.md for their origin)."""
+
+    clarification_need: float = 0.5
+    question_value: float = 0.2  # minimal expected change of the response that a question must buy
+    disagreement: float = 0.5
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    constraints: ConstraintReport
+    conflict_score: float
+    conflict_detected: bool
+    clarification_need: float
+    norms: NormJudgement
+    relevant_norms: Sequence[NormEvidence]
+    known_context: Mapping[str, str]
+    asked_about: Sequence[str]
+    questions_asked: int
+    budget: int
+    answer_now: bool
+    personal: bool
+    mode: Mode = Mode.OVERTON
+    value_probs: np.ndarray | None = None
+
+
+@dataclass
+class PolicyOutcome:
+    decision: Decision
+    reason: str
+    style: str
+    ask_about: str | None = None
+    question_values: dict[str, float] = field(default_factory=dict)
+    irreducible: bool = False
+    constraint_choice: str = "answer"
+    assumptions: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "decision": str(self.decision),
+            "reason": self.reason,
+            "style": self.style,
+            "ask_about": self.ask_about,
+            "question_values": {k: round(v, 4) for k, v in self.question_values.items()},
+            "irreducible": self.irreducible,
+            "constraint_choice": self.constraint_choice,
+            "assumptions": self.assumptions,
+        }
+
+
+def _total_variation(p: Mapping[str, float], q: Mapping[str, float]) -> float:
+    keys = set(p) | set(q)
+    return 0.5 * sum(abs(p.get(k, 0.0) - q.get(k, 0.0)) for k in keys)
+
+
+def question_values(norms: Sequence[NormEvidence], context: Mapping[str, str]) -> dict[str, float]:
+    """For each unknown slot the norms are conditioned on, how much its answer would move the response.
+
+    Every value a norm names for the slot, plus "some other value", is tried in turn; the score is
+    the mean total-variation distance between the response distribution under that answer and the
+    average over answers. Zero means no answer to the question would change what we do.
+    """
+    scores: dict[str, float] = {}
+    open_slots = {
+        slot for n in norms for slot in n.applies_when if context.get(slot) in (None, UNKNOWN)
+    }
+    for slot in sorted(open_slots):
+        candidates = sorted({v for n in norms for v in n.applies_when.get(slot, ())}) + ["(other)"]
+        outcomes = []
+        for value in candidates:
+            supposed = {**context, slot: value}
+            outcome = response_distribution([n for n in norms if not contradicts(n, supposed)])
+            if outcome:
+                outcomes.append(outcome)
+        if len(outcomes) < 2:
+            scores[slot] = 0.0
+            continue
+        mean = {k: float(np.mean([o.get(k, 0.0) for o in outcomes])) for k in outcomes[0]}
+        scores[slot] = float(np.mean([_total_variation(o, mean) for o in outcomes]))
+    return scores
+
+
+def _candidates(report: ConstraintReport, value_probs: np.ndarray | None) -> list[Candidate]:
+    gains = value_probs if value_probs is not None else np.zeros(len(VALUE_NAMES))
+    # Value gains of each response kind, only used to break ties among candidates that satisfy
+    # every tier equally: answering serves the request's values, safeguards most of them,
+    # a question defers them, a refusal serves none.
+    scale = {"answer": 1.0, "answer_with_safeguards": 0.8, "clarify": 0.5, "refuse": 0.0}
+    return [
+        Candidate(name=kind, violations=violations_for(report, kind), values=gains * weight)
+        for kind, weight in scale.items()
+    ]
+
+
+def _assumptions(norms: Sequence[NormEvidence], context: Mapping[str, str]) -> list[str]:
+    open_slots = sorted({s for n in norms for s in n.applies_when if context.get(s) in (None, UNKNOWN)})
+    return [f"{slot} not stated" for slot in open_slots[:3]]
+
+
+def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
+    """The decision for this turn, with a one-sentence reason a user can read."""
+    report = inputs.constraints
+    if inputs.questions_asked:
+        # A constraint that only demanded a question is met once the user has answered one.
+        report = report.without_action(ConstraintAction.REQUIRE_CLARIFICATION)
+    choice = choose_lexicographic(_candidates(report, inputs.value_probs)).name
+    budget_left = inputs.questions_asked < inputs.budget and not inputs.answer_now
+    if choice == "refuse" or (choice == "clarify" and not budget_left):
+        top = min(report.matches, key=lambda m: m.tier)
+        return PolicyOutcome(
+            decision=Decision.REFUSE,
+            reason=f"It matches the tier-{top.tier} constraint '{top.id}', which no benefit may override.",
+            style=ResponseStyle.REFUSAL,
+            constraint_choice=choice,
+        )
+
+    values = question_values(inputs.relevant_norms, inputs.known_context)
+    askable = {s: v for s, v in values.items() if s not in inputs.asked_about}
+    best_slot = max(askable, key=lambda s: askable[s]) if askable else None
+    best_value = askable.get(best_slot, 0.0) if best_slot else 0.0
+    stakes = inputs.conflict_detected or inputs.norms.disagreement >= thresholds.disagreement
+    required = choice == "clarify"
+    assumptions = _assumptions(inputs.relevant_norms, inputs.known_context)
+
+    if budget_left and best_slot and inputs.personal and best_value >= thresholds.question_value and (stakes or required):
+        return PolicyOutcome(
+            decision=Decision.CLARIFY,
+            reason=f"Whether '{best_slot}' holds changes which norms apply and so the answer "
+            f"(expected change {best_value:.2f}).",
+            style=ResponseStyle.CAVEATED,
+            ask_about=best_slot,
+            question_values=values,
+            constraint_choice=choice,
+        )
+    if budget_left and inputs.clarification_need >= thresholds.clarification_need and INTENT not in inputs.asked_about:
+        return PolicyOutcome(
+            decision=Decision.CLARIFY,
+            reason=f"The request can be read several ways (clarification need {inputs.clarification_need:.2f}).",
+            style=ResponseStyle.DIRECT,
+            ask_about=INTENT,
+            question_values=values,
+            constraint_choice=choice,
+        )
+
+    irreducible = stakes and best_value < thresholds.question_value
+    if inputs.mode == Mode.STEERABLE:
+        style = ResponseStyle.STEERED
+        reason = "Answering with the chosen community's norms, within the hard constraints."
+    elif irreducible or (stakes and not inputs.personal):
+        style = ResponseStyle.PLURALISTIC
+        reason = "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives."
+    elif choice == "answer_with_safeguards" or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5:
+        style = ResponseStyle.CAVEATED
+        reason = "Answering with the safeguards the relevant norms ask for."
+    else:
+        style = ResponseStyle.DIRECT
+        reason = "Nothing here is ambiguous or contested enough to be worth a question."
+    if inputs.answer_now or not budget_left and inputs.questions_asked:
+        reason = "Answering now as asked, with my assumptions stated." if inputs.answer_now else (
+            "The question budget is spent, so I answer with my assumptions stated."
+        )
+    return PolicyOutcome(
+        decision=Decision.ANSWER,
+        reason=reason,
+        style=style,
+        question_values=values,
+        irreducible=bool(irreducible),
+        constraint_choice=choice,
+        assumptions=assumptions,
+    )
+

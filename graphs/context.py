@@ -1,0 +1,113 @@
+"""Run settings for one graph invocation (LangGraph ``context_schema``), read by nodes via ``Runtime[Context]``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from agent.vocabulary import Mode
+
+
+class ConfigError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting."""
+
+
+@dataclass(kw_only=True)
+class Context:
+    """Everything a turn may be configured with. The API key is never here: it stays in the environment."""
+
+    llm_base_url: str | None = None  # None: the embedded llama.cpp server with SmolLM2
+    llm_model: str = "smollm2-135m-instruct"
+    communities: tuple[str, ...] = ()  # empty: every community
+    mode: Mode = Mode.OVERTON
+    steer_community: str | None = None  # with mode=steerable: whose norms to follow
+    clarification_budget: int = 2  # questions per request
+    clarification_threshold: float = 0.5
+    question_value_threshold: float = 0.2
+    disagreement_threshold: float = 0.5
+    conflict_threshold: float | None = None  # None: the threshold stored with the conflict model
+    relevance_floor: float = 0.4  # cosine similarity a norm needs to speak to a message
+    norms_k: int = 12
+    value_model: str = "trained"  # or "zero-shot"
+    max_message_chars: int = 8000
+    generate_text: bool = True  # False: decision path only (evaluation, replay)
+    home: str | None = None  # data home; None: $EDGE_ALIGN_HOME or ~/.local/share/edge-align
+    user_context: dict[str, str] = field(default_factory=dict)  # facts the user set in the UI
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ, **overrides: Any) -> Context:
+        """Settings from EDGE_ALIGN_* variables, then explicit overrides; bad values raise ConfigError."""
+        values: dict[str, Any] = {}
+        if environ.get("EDGE_ALIGN_LLM_BASE_URL"):
+            values["llm_base_url"] = environ["EDGE_ALIGN_LLM_BASE_URL"]
+        if environ.get("EDGE_ALIGN_LLM_MODEL"):
+            values["llm_model"] = environ["EDGE_ALIGN_LLM_MODEL"]
+        if environ.get("EDGE_ALIGN_COMMUNITIES"):
+            values["communities"] = tuple(c.strip() for c in environ["EDGE_ALIGN_COMMUNITIES"].split(",") if c.strip())
+        numeric = {
+            "EDGE_ALIGN_CLARIFICATION_BUDGET": ("clarification_budget", int),
+            "EDGE_ALIGN_CLARIFICATION_THRESHOLD": ("clarification_threshold", float),
+            "EDGE_ALIGN_CONFLICT_THRESHOLD": ("conflict_threshold", float),
+            "EDGE_ALIGN_MAX_MESSAGE_CHARS": ("max_message_chars", int),
+        }
+        for variable, (name, kind) in numeric.items():
+            if environ.get(variable):
+                try:
+                    values[name] = kind(environ[variable])
+                except ValueError:
+                    raise ConfigError(f"{variable} must be a {kind.__name__}, got {environ[variable]!r}") from None
+        if environ.get("EDGE_ALIGN_MODE"):
+            values["mode"] = environ["EDGE_ALIGN_MODE"]
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.validated(**values)
+
+    @classmethod
+    def validated(cls, **values: Any) -> Context:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
+        try:
+            values["mode"] = Mode(values.get("mode", Mode.OVERTON))
+        except ValueError:
+            raise ConfigError(f"mode must be one of {[m.value for m in Mode]}, got {values['mode']!r}") from None
+        if "communities" in values:
+            values["communities"] = tuple(values["communities"])
+        context = cls(**values)
+        if context.clarification_budget < 0:
+            raise ConfigError("clarification_budget must be 0 or more")
+        if context.max_message_chars < 1:
+            raise ConfigError("max_message_chars must be positive")
+        for name in ("clarification_threshold", "question_value_threshold", "disagreement_threshold", "relevance_floor"):
+            if not 0.0 <= getattr(context, name) <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1")
+        if context.mode == Mode.STEERABLE and not context.steer_community:
+            raise ConfigError("mode 'steerable' needs steer_community (the community whose norms to follow)")
+        return context
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that shape decisions, for transcripts and replays (no secrets live here)."""
+        return {
+            "llm_model": self.llm_model,
+            "llm_endpoint": "embedded" if self.llm_base_url is None else _endpoint_name(self.llm_base_url),
+            "communities": list(self.communities),
+            "mode": str(self.mode),
+            "steer_community": self.steer_community,
+            "clarification_budget": self.clarification_budget,
+            "clarification_threshold": self.clarification_threshold,
+            "question_value_threshold": self.question_value_threshold,
+            "disagreement_threshold": self.disagreement_threshold,
+            "conflict_threshold": self.conflict_threshold,
+            "relevance_floor": self.relevance_floor,
+            "value_model": self.value_model,
+        }
+
+
+def _endpoint_name(url: str) -> str:
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    host = parsed.hostname or "?"
+    return f"{parsed.scheme}://{host}" + (f":{parsed.port}" if parsed.port else "")

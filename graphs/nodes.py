@@ -1,0 +1,380 @@
+"""The nodes of one turn. Each reads run settings from ``Runtime[Context]`` and records its time.
+
+Order: begin_turn -> detect_conflict -> retrieve_norms -> check_constraints -> decide ->
+(clarify -> detect_conflict ...) | respond | refuse.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import RunnableConfig
+from langgraph.runtime import Runtime
+from langgraph.types import interrupt
+
+from agent.conflict import extract_options
+from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
+from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
+from agent.norms import NormEvidence, judge_norms
+from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
+from agent.value_model import active_values
+from agent.values import VALUE_NAMES
+from agent.vocabulary import Decision, Stance
+from graphs.context import Context
+from graphs.resources import get_resources
+from graphs.state import Clarification, State
+from prompts import data_block, load_prompt, load_prompt_data, render
+
+
+class InvalidMessageError(ValueError):
+    """A message the graph will not analyse (empty or over the configured length)."""
+
+
+def _timed(state: State, step: str, started: float) -> dict[str, float]:
+    return {**state.get("timings_ms", {}), step: round((time.perf_counter() - started) * 1000, 2)}
+
+
+def message_text(message: BaseMessage) -> str:
+    content = message.content
+    if isinstance(content, str):
+        return content
+    return " ".join(part.get("text", "") if isinstance(part, dict) else str(part) for part in content)
+
+
+def check_message(text: str, limit: int) -> str:
+    """The message stripped, or an InvalidMessageError with the text the user should see."""
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidMessageError(load_prompt_data("messages.yaml")["empty_message"])
+    if len(cleaned) > limit:
+        from string import Template
+
+        raise InvalidMessageError(
+            Template(load_prompt_data("messages.yaml")["too_long"]).substitute(length=len(cleaned), limit=limit)
+        )
+    return cleaned
+
+
+def begin_turn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A new request starts: reset what belongs to the previous one, keep what the user told us."""
+    started = time.perf_counter()
+    last = state["messages"][-1]
+    request = check_message(message_text(last), runtime.context.max_message_chars)
+    stated = {**runtime.context.user_context, **extract_context(request)}
+    return {
+        "request": request,
+        "clarifications": [],
+        "answer_now": False,
+        "known_context": stated,
+        "pending_question": None,
+        "reply": "",
+        "llm_error": None,
+        "timings_ms": {"begin_turn": round((time.perf_counter() - started) * 1000, 2)},
+    }
+
+
+def _analysis_text(state: State) -> str:
+    """The request plus what the user has answered, as one text to embed."""
+    parts = [state["request"]]
+    for item in state.get("clarifications", []):
+        parts.append(f"({item['question']} {item['answer']})")
+    return " ".join(parts)
+
+
+def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Embed the message once, score the 20 values, and test the candidate actions for dominance."""
+    started = time.perf_counter()
+    res = get_resources(runtime.context.home)
+    text = _analysis_text(state)
+    embedding = res.encoder.encode([text])[0]
+    scorer = res.value_scorers[runtime.context.value_model]
+    probs = scorer.predict_proba(embedding[None, :])[0]
+    conflict = res.conflict.assess(
+        state["request"], embedding, probs, options=extract_options(state["request"]) or None, encoder=res.encoder
+    )
+    conflict_dict = conflict.to_dict()
+    if runtime.context.conflict_threshold is not None:
+        conflict_dict["detected"] = conflict.score >= runtime.context.conflict_threshold
+    need = res.clarification.probability(text, embedding)
+    return {
+        "analysis_text": text,
+        "embedding": embedding.astype(float).round(6).tolist(),
+        "values": {name: round(float(p), 4) for name, p in zip(VALUE_NAMES, probs, strict=True)},
+        "active_values": active_values(probs, scorer),
+        "conflict": conflict_dict,
+        "uncertainty": {
+            "clarification_need": round(float(need), 4),
+            "intent": round(float(need), 4),
+            "value_conflict": round(float(conflict.score), 4),
+        },
+        "timings_ms": _timed(state, "detect_conflict", started),
+    }
+
+
+def _evidence_from(dicts: list[dict[str, Any]]) -> list[NormEvidence]:
+    return [
+        NormEvidence(
+            id=d["id"],
+            text=d["text"],
+            community=d["community"],
+            pack_id=d["pack_id"],
+            pack_version=d["pack_version"],
+            domains=tuple(d["domains"]),
+            applies_when={k: tuple(v) for k, v in d["applies_when"].items()},
+            stance=Stance(d["stance"]),
+            similarity=float(d["similarity"]),
+            support=d.get("support"),
+            contested=bool(d.get("contested", False)),
+        )
+        for d in dicts
+    ]
+
+
+def retrieve_norms(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Nearest norms of the chosen communities, nudged towards the message's domain, judged against context."""
+    started = time.perf_counter()
+    ctx = runtime.context
+    res = get_resources(ctx.home)
+    embedding = np.asarray(state["embedding"], dtype=np.float32)
+    domains = res.domains.detect(embedding)
+    found = res.norms.query(embedding, communities=ctx.communities, k=ctx.norms_k)
+    # A norm tagged with the message's domain is preferred over an equally close one that is not.
+    ranked = sorted(found, key=lambda n: -(n.similarity + (0.03 if set(n.domains) & set(domains) else 0.0)))
+    judgement = judge_norms(ranked, state.get("known_context", {}), ctx.relevance_floor)
+    applicable_ids = {n.id for n in judgement.applicable}
+    uncertainty = {**state.get("uncertainty", {}), "normative_disagreement": round(judgement.disagreement, 4)}
+    return {
+        "domain": {"detected": domains, "scores": {k: round(v, 4) for k, v in res.domains.scores(embedding).items()}},
+        "norms": [n.to_dict() | {"applies": n.id in applicable_ids} for n in ranked],
+        "normative": judgement.to_dict(),
+        "uncertainty": uncertainty,
+        "timings_ms": _timed(state, "retrieve_norms", started),
+    }
+
+
+def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Semantic match of the request against every tier of hard constraints."""
+    started = time.perf_counter()
+    res = get_resources(runtime.context.home)
+    report = res.constraints.check(np.asarray(state["embedding"], dtype=np.float32))
+    return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
+
+
+def _question(state: State, about: str) -> dict[str, Any]:
+    templates = load_prompt_data("clarify_questions.yaml")
+    template = templates.get(about, templates[INTENT])
+    return {
+        "question": template["question"],
+        "options": [o["label"] for o in template["options"]],
+        "about": about,
+    }
+
+
+def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Clarify, answer or refuse: constraints lexicographically, then the value of a question."""
+    started = time.perf_counter()
+    ctx = runtime.context
+    res = get_resources(ctx.home)
+    norms = _evidence_from(state.get("norms", []))
+    context = state.get("known_context", {})
+    judgement = judge_norms(norms, context, ctx.relevance_floor)
+    report = res.constraints.check(np.asarray(state["embedding"], dtype=np.float32))
+    outcome = decide(
+        PolicyInputs(
+            constraints=report,
+            conflict_score=float(state["conflict"]["score"]),
+            conflict_detected=bool(state["conflict"]["detected"]),
+            clarification_need=float(state["uncertainty"]["clarification_need"]),
+            norms=judgement,
+            relevant_norms=[n for n in norms if n.similarity >= ctx.relevance_floor],
+            known_context=context,
+            asked_about=state.get("asked_about", []),
+            questions_asked=len(state.get("clarifications", [])),
+            budget=ctx.clarification_budget,
+            answer_now=state.get("answer_now", False),
+            personal=is_personal(state["request"]),
+            mode=ctx.mode,
+            value_probs=np.array([state["values"][v] for v in VALUE_NAMES]),
+        ),
+        PolicyThresholds(
+            clarification_need=ctx.clarification_threshold,
+            question_value=ctx.question_value_threshold,
+            disagreement=ctx.disagreement_threshold,
+        ),
+    )
+    update: dict[str, Any] = {
+        "decision": str(outcome.decision),
+        "policy": outcome.to_dict(),
+        "timings_ms": _timed(state, "decide", started),
+    }
+    if outcome.decision == Decision.CLARIFY:
+        question = _question(state, outcome.ask_about or INTENT)
+        update["pending_question"] = question
+        update["reply"] = question["question"]
+        update["messages"] = [AIMessage(question["question"], additional_kwargs={"edge_align": question})]
+    return update
+
+
+def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """Pause the thread on the question; on resume, store the answer as context and re-analyse.
+
+    Everything before ``interrupt()`` is a cheap read, because the node re-runs from its start on resume.
+    """
+    question = state["pending_question"] or _question(state, INTENT)
+    answer = str(interrupt(question)).strip()
+    about = question["about"]
+    templates = load_prompt_data("clarify_questions.yaml")
+    value = match_option(answer, templates.get(about, {}).get("options", []))
+    record: Clarification = {
+        "about": about,
+        "question": question["question"],
+        "options": question["options"],
+        "answer": answer,
+    }
+    update: dict[str, Any] = {
+        "messages": [HumanMessage(answer)],
+        "clarifications": [*state.get("clarifications", []), record],
+        "asked_about": [about],
+        "answer_now": wants_answer_now(answer),
+        "pending_question": None,
+    }
+    learned = extract_context(answer)
+    if value is not None and about != INTENT:
+        learned[about] = value
+    if learned:
+        update["known_context"] = learned
+    return update
+
+
+def _perspectives(norms: list[dict[str, Any]], limit_per_community: int = 1) -> str:
+    """One applicable norm per community, so the reply names whose view is whose."""
+    lines = []
+    seen: dict[str, int] = {}
+    for norm in norms:
+        if not norm.get("applies"):
+            continue
+        count = seen.get(norm["community"], 0)
+        if count < limit_per_community:
+            lines.append(f"- {norm['community']} ({norm['stance']}): {norm['text']}")
+            seen[norm["community"]] = count + 1
+    if not lines:
+        return ""
+    return load_prompt_data("messages.yaml")["perspectives_header"] + "\n" + "\n".join(lines)
+
+
+def _assumption_line(policy: dict[str, Any], context: dict[str, str]) -> str:
+    from string import Template
+
+    messages = load_prompt_data("messages.yaml")
+    known = [f"{k}: {v}" for k, v in sorted(context.items()) if v != "unknown"]
+    stated = known + list(policy.get("assumptions", []))
+    if not stated:
+        return ""
+    return Template(messages["assumptions"]).substitute(assumptions="; ".join(stated))
+
+
+def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
+    """System rules, then the request, context and norms as data blocks, then the plan."""
+    policy = state.get("policy", {})
+    style = policy.get("style", ResponseStyle.DIRECT)
+    plans = load_prompt_data("plans.yaml")
+    from string import Template
+
+    plan = Template(plans.get(style, plans["direct"])).safe_substitute(community=ctx.steer_community or "")
+    norms = [n for n in state.get("norms", []) if n.get("applies")]
+    if ctx.mode.value == "steerable" and ctx.steer_community:
+        norms = [n for n in norms if n["community"] == ctx.steer_community]
+    norm_lines = "\n".join(f"[{n['community']}, {n['stance']}] {n['text']}" for n in norms[:6]) or "(none)"
+    context = state.get("known_context", {})
+    context_lines = "\n".join(f"{k}: {v}" for k, v in sorted(context.items())) or "(nothing stated)"
+    conversation = "\n".join(
+        [state["request"]] + [f"Q: {c['question']} A: {c['answer']}" for c in state.get("clarifications", [])]
+    )
+    user = render(
+        "answer.md",
+        request_block=data_block("user request", conversation),
+        context_block=data_block("user's situation", context_lines),
+        norms_block=data_block("community norms", norm_lines),
+        plan=plan,
+        assumptions=_assumption_line(policy, context),
+    )
+    return [SystemMessage(load_prompt("system.md")), HumanMessage(user)]
+
+
+def llm_settings(ctx: Context) -> LLMSettings:
+    settings = LLMSettings.from_env()
+    if ctx.llm_base_url is not None:
+        settings = replace(settings, base_url=ctx.llm_base_url, model=ctx.llm_model)
+    return settings
+
+
+def respond(state: State, runtime: Runtime[Context], config: RunnableConfig) -> dict[str, Any]:
+    """Word the decided answer with the LLM, then add the parts that must not depend on it.
+
+    A chat model passed as ``configurable.chat_model`` (tests, embedding apps) replaces the
+    configured endpoint.
+    """
+    started = time.perf_counter()
+    ctx = runtime.context
+    policy = state.get("policy", {})
+    extras = []
+    if policy.get("style") == ResponseStyle.PLURALISTIC:
+        extras.append(_perspectives(state.get("norms", [])))
+    assumption = _assumption_line(policy, state.get("known_context", {}))
+    if assumption:
+        extras.append(assumption)
+    text = ""
+    error: str | None = None
+    if ctx.generate_text:
+        try:
+            model = config.get("configurable", {}).get("chat_model") or make_chat_model(
+                resolve_settings(llm_settings(ctx))
+            )
+            text = generate(model, build_answer_prompt(state, ctx)).strip()
+        except LLMUnavailableError as failure:
+            from string import Template
+
+            error = failure.kind
+            text = Template(load_prompt_data("messages.yaml")["llm_failed"]).substitute(problem=failure.user_message)
+    reply = "\n\n".join(part for part in [text, *extras] if part)
+    return {
+        "reply": reply,
+        "llm_error": error,
+        "messages": [AIMessage(reply)],
+        "timings_ms": _timed(state, "respond", started),
+    }
+
+
+def refuse(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
+    """A refusal that explains itself and offers the constraint's safe alternative; no LLM involved."""
+    from string import Template
+
+    started = time.perf_counter()
+    matches = state.get("constraints", {}).get("matches", [])
+    top = min(matches, key=lambda m: m["tier"]) if matches else {}
+    reply = Template(load_prompt_data("messages.yaml")["refusal"]).substitute(
+        explanation=top.get("explanation", "it crosses a hard limit."),
+        alternative=top.get("safe_alternative") or "",
+    ).strip()
+    return {"reply": reply, "messages": [AIMessage(reply)], "timings_ms": _timed(state, "refuse", started)}
+
+
+def route_decision(state: State) -> str:
+    return {"clarify": "clarify", "refuse": "refuse"}.get(state.get("decision", "answer"), "respond")
+
+
+NODES: dict[str, Callable[..., dict[str, Any]]] = {
+    "begin_turn": begin_turn,
+    "detect_conflict": detect_conflict,
+    "retrieve_norms": retrieve_norms,
+    "check_constraints": check_constraints,
+    "decide": decide_response,
+    "clarify": clarify,
+    "respond": respond,
+    "refuse": refuse,
+}

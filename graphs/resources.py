@@ -1,0 +1,89 @@
+"""The measured components a turn uses, loaded once per process and shared by every thread."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from agent.clarification_need import ClarificationNeedModel, load_clarification_model
+from agent.conflict import ConflictModel, load_conflict_model
+from agent.constraints import ConstraintBook
+from agent.domains import DomainDetector
+from agent.encoder import Encoder, load_encoder
+from agent.value_model import ValueScorer, load_value_scorer
+from memory.norm_pack import load_packs, shipped_packs_dir
+from memory.norm_store import NormStore, open_norm_store
+from memory.paths import home_dir, norm_index_path
+
+log = logging.getLogger("edge_align")
+_lock = threading.Lock()
+
+
+@dataclass
+class Resources:
+    encoder: Encoder
+    value_scorers: dict[str, ValueScorer]
+    conflict: ConflictModel
+    clarification: ClarificationNeedModel
+    constraints: ConstraintBook
+    domains: DomainDetector
+    norms: NormStore
+    home: Path
+
+
+def _progress(message: str) -> None:
+    print(f"[edge-align] {message}", file=sys.stderr, flush=True)
+
+
+def pack_paths(home: Path) -> list[Path]:
+    """The shipped packs, plus any the user dropped into <home>/packs."""
+    paths = [shipped_packs_dir()]
+    extra = home / "packs"
+    if extra.is_dir() and any(extra.glob("*.yaml")):
+        paths.append(extra)
+    return paths
+
+
+def index_norms(store: NormStore, home: Path, *, show_progress: bool = True) -> Any:
+    packs = load_packs(pack_paths(home))
+
+    def report(done: int, total: int) -> None:
+        if show_progress:
+            _progress(f"indexing norms {done}/{total}")
+
+    return store.index_packs(packs, progress=report)
+
+
+@lru_cache(maxsize=4)
+def _load(home: Path) -> Resources:
+    started = time.perf_counter()
+    _progress("loading the embedding model and the judgement models…")
+    encoder = load_encoder()
+    store = open_norm_store(norm_index_path(home), encoder=encoder)
+    index_norms(store, home)
+    constraints = ConstraintBook.load()
+    constraints.prepare(encoder)
+    resources = Resources(
+        encoder=encoder,
+        value_scorers={kind: load_value_scorer(kind) for kind in ("trained", "zero-shot")},  # type: ignore[arg-type]
+        conflict=load_conflict_model(),
+        clarification=load_clarification_model(),
+        constraints=constraints,
+        domains=DomainDetector(encoder),
+        norms=store,
+        home=home,
+    )
+    _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")
+    return resources
+
+
+def get_resources(home: str | None = None) -> Resources:
+    """The shared components for a data home (loaded on first use, then cached)."""
+    with _lock:
+        return _load(home_dir(home).resolve())

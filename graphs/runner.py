@@ -1,0 +1,174 @@
+"""Run turns on a checkpointed thread: the API the CLI, the UI and evaluators share.
+
+A message on a thread that waits on a clarification answers it (``Command(resume=...)``);
+any other message starts a new request on the thread.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from langchain_core.messages import AIMessageChunk, HumanMessage
+from langgraph.types import Command
+
+from graphs.context import Context
+from graphs.graph import compile_graph
+from graphs.nodes import InvalidMessageError, check_message
+from memory.checkpoints import open_sqlite_saver
+from memory.paths import checkpoints_path, home_dir
+
+STEP_LABELS = {
+    "begin_turn": "reading your message…",
+    "detect_conflict": "analysing values…",
+    "retrieve_norms": "consulting norms…",
+    "check_constraints": "checking hard constraints…",
+    "decide": "deciding whether to ask or answer…",
+    "clarify": "noting your answer…",
+    "respond": "writing the answer…",
+    "refuse": "explaining the refusal…",
+}
+
+__all__ = ["STEP_LABELS", "EdgeAlign", "InvalidMessageError", "TurnResult"]
+
+
+@dataclass
+class TurnResult:
+    """One turn's outcome in the field names scripts rely on (see README: `ask --json`)."""
+
+    thread_id: str
+    decision: str
+    reply: str
+    question: dict[str, Any] | None = None
+    values: dict[str, float] = field(default_factory=dict)
+    conflict: dict[str, Any] = field(default_factory=dict)
+    norms: list[dict[str, Any]] = field(default_factory=list)
+    uncertainty: dict[str, float] = field(default_factory=dict)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    policy: dict[str, Any] = field(default_factory=dict)
+    domain: dict[str, Any] = field(default_factory=dict)
+    normative: dict[str, Any] = field(default_factory=dict)
+    known_context: dict[str, str] = field(default_factory=dict)
+    llm_error: str | None = None
+
+    @classmethod
+    def from_state(cls, thread_id: str, values: dict[str, Any], question: dict[str, Any] | None) -> TurnResult:
+        norms = [
+            {k: n[k] for k in ("id", "text", "community", "domain", "score", "stance", "pack_id", "pack_version", "support")}
+            for n in values.get("norms", [])
+            if n.get("applies")
+        ]
+        return cls(
+            thread_id=thread_id,
+            decision=values.get("decision", "answer"),
+            reply=question["question"] if question else values.get("reply", ""),
+            question=question,
+            values=values.get("values", {}),
+            conflict=values.get("conflict", {}),
+            norms=norms,
+            uncertainty=values.get("uncertainty", {}),
+            constraints=values.get("constraints", {}),
+            timings_ms=values.get("timings_ms", {}),
+            policy=values.get("policy", {}),
+            domain=values.get("domain", {}),
+            normative=values.get("normative", {}),
+            known_context=values.get("known_context", {}),
+            llm_error=values.get("llm_error"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = dict(self.__dict__)
+        data["timings_ms"] = {**self.timings_ms, "decision_path": self.decision_path_ms()}
+        return data
+
+    def decision_path_ms(self) -> float:
+        return round(sum(v for k, v in self.timings_ms.items() if k not in ("respond", "refuse")), 2)
+
+
+class EdgeAlign:
+    """The turn graph on a persistent checkpointer, with the run settings in one Context."""
+
+    def __init__(
+        self,
+        context: Context | None = None,
+        checkpointer: Any = None,
+        store: Any = None,
+        chat_model: Any = None,
+    ) -> None:
+        self.context = context or Context.from_env()
+        self.chat_model = chat_model  # None: the endpoint the context configures
+        if checkpointer is None:
+            checkpointer = open_sqlite_saver(checkpoints_path(home_dir(self.context.home)))
+        self.checkpointer = checkpointer
+        self.graph = compile_graph(checkpointer=checkpointer, store=store)
+
+    def _config(self, thread_id: str) -> Any:
+        configurable: dict[str, Any] = {"thread_id": thread_id}
+        if self.chat_model is not None:
+            configurable["chat_model"] = self.chat_model
+        return {"configurable": configurable}
+
+    def pending_question(self, thread_id: str) -> dict[str, Any] | None:
+        """The clarifying question the thread waits on, if any."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        for pending in snapshot.interrupts:
+            return dict(pending.value)
+        return None
+
+    def _input(self, message: str, thread_id: str, user_id: str | None) -> Any:
+        check_message(message, self.context.max_message_chars)
+        if self.pending_question(thread_id) is not None:
+            return Command(resume=message.strip())
+        payload: dict[str, Any] = {"messages": [HumanMessage(message.strip())]}
+        if user_id:
+            payload["user_id"] = user_id
+        return payload
+
+    def _result(self, thread_id: str) -> TurnResult:
+        snapshot = self.graph.get_state(self._config(thread_id))
+        question = next((dict(p.value) for p in snapshot.interrupts), None)
+        return TurnResult.from_state(thread_id, dict(snapshot.values), question)
+
+    def ask(self, message: str, thread_id: str | None = None, user_id: str | None = None) -> TurnResult:
+        """Run one turn; raises InvalidMessageError (with the text to show) for empty or huge input."""
+        thread_id = thread_id or new_thread_id()
+        self.graph.invoke(self._input(message, thread_id, user_id), self._config(thread_id), context=self.context)
+        return self._result(thread_id)
+
+    def stream(
+        self, message: str, thread_id: str, user_id: str | None = None
+    ) -> Iterator[tuple[str, Any]]:
+        """Yield ("step", label) as nodes start, ("token", text) while the answer is written, then ("result", TurnResult)."""
+        graph_input = self._input(message, thread_id, user_id)
+        for mode, chunk in self.graph.stream(
+            graph_input,
+            self._config(thread_id),
+            context=self.context,
+            stream_mode=["messages", "debug"],
+        ):
+            if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "task":
+                name = chunk.get("payload", {}).get("name", "")
+                if name in STEP_LABELS:
+                    yield "step", STEP_LABELS[name]
+            elif mode == "messages":
+                message_chunk, metadata = chunk
+                if metadata.get("langgraph_node") == "respond" and isinstance(message_chunk, AIMessageChunk):
+                    if message_chunk.content:
+                        yield "token", message_chunk.content
+        yield "result", self._result(thread_id)
+
+    def history(self, thread_id: str) -> list[dict[str, str]]:
+        """The thread's messages as role/content pairs, for a UI to redraw after a reload."""
+        snapshot = self.graph.get_state(self._config(thread_id))
+        history = []
+        for message in snapshot.values.get("messages", []):
+            role = "user" if message.type == "human" else "assistant"
+            history.append({"role": role, "content": str(message.content)})
+        return history
+
+
+def new_thread_id() -> str:
+    return uuid.uuid4().hex[:16]

@@ -1,0 +1,1 @@
+"""The faces of Edge Align: the `edge-align` command line and the Gradio demo."""

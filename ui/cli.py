@@ -1,0 +1,239 @@
+"""`edge-align`: ask, chat, demo, norms, eval. Heavy imports happen inside commands so `--help` is instant."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def _context(args: argparse.Namespace) -> Any:
+    from graphs.context import Context
+
+    overrides: dict[str, Any] = {}
+    if getattr(args, "community", None):
+        overrides["communities"] = tuple(args.community)
+    if getattr(args, "mode", None):
+        overrides["mode"] = args.mode
+    if getattr(args, "steer", None):
+        overrides["steer_community"] = args.steer
+    return Context.from_env(**overrides)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def cmd_ask(args: argparse.Namespace) -> int:
+    from graphs.runner import EdgeAlign, new_thread_id
+
+    agent = EdgeAlign(_context(args))
+    thread_id = args.thread or new_thread_id()
+    result = agent.ask(args.message, thread_id=thread_id, user_id=args.user)
+    if args.json:
+        _print_json(result.to_json())
+        return 0
+    print(result.reply)
+    if result.question:
+        for option in result.question.get("options", []):
+            print(f"  - {option}")
+        print(f"\n(answer with: edge-align ask --thread {thread_id} \"<your answer>\")", file=sys.stderr)
+    else:
+        print(f"\n[{result.decision}] thread {thread_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_chat(args: argparse.Namespace) -> int:
+    from graphs.runner import EdgeAlign, InvalidMessageError, new_thread_id
+
+    agent = EdgeAlign(_context(args))
+    thread_id = args.thread or new_thread_id()
+    print(f"Edge Align chat (thread {thread_id}). Ctrl-D or 'quit' to leave.", file=sys.stderr)
+    while True:
+        try:
+            message = input("you> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        if message.strip().lower() in {"quit", "exit"}:
+            return 0
+        try:
+            for kind, payload in agent.stream(message, thread_id, user_id=args.user):
+                if kind == "token":
+                    print(payload, end="", flush=True)
+                elif kind == "result":
+                    if payload.decision != "answer" or payload.llm_error or not payload.reply:
+                        print(payload.reply, end="")
+                    print()
+                    for option in (payload.question or {}).get("options", []):
+                        print(f"  - {option}")
+        except InvalidMessageError as problem:
+            print(f"edge-align: {problem}", file=sys.stderr)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ui.app import launch
+
+    launch(_context(args), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_norms(args: argparse.Namespace) -> int:
+    from memory.norm_pack import load_packs, pack_stats, shipped_packs_dir, validate_paths
+
+    if args.norms_command == "validate":
+        errors = validate_paths([Path(p) for p in args.paths])
+        for error in errors:
+            print(error, file=sys.stderr)
+        if not errors:
+            print(f"ok: {len(args.paths)} path(s) valid")
+        return 1 if errors else 0
+    if args.norms_command in ("list", "stats"):
+        paths = [Path(p) for p in args.paths] if args.paths else [shipped_packs_dir()]
+        packs = load_packs(paths)
+        if args.norms_command == "stats":
+            stats = pack_stats(packs)
+            if args.json:
+                _print_json(stats)
+            else:
+                for key, value in stats.items():
+                    print(f"{key}: {value}")
+            return 0
+        for pack in packs:
+            print(f"{pack.id} v{pack.version} ({pack.community}): {len(pack.norms)} norms")
+            if args.verbose:
+                for norm in pack.norms:
+                    print(f"  {norm.id} [{norm.stance}] {norm.text}")
+        return 0
+    if args.norms_command == "index":
+        from graphs.resources import index_norms
+        from memory.norm_store import open_norm_store
+        from memory.paths import home_dir, norm_index_path
+
+        home = home_dir()
+        store = open_norm_store(norm_index_path(home))
+        report = index_norms(store, home)
+        print(
+            f"indexed {report.norms_written} norms; new or updated packs: {report.added or 'none'}; "
+            f"unchanged: {sorted(report.unchanged) or 'none'}; total in index: {store.count()}"
+        )
+        return 0
+    if args.norms_command == "import-polis":
+        from memory.polis import import_polis, write_pack_yaml
+        from memory.paths import home_dir
+
+        pack = import_polis(Path(args.directory))
+        out = Path(args.out) if args.out else home_dir() / "packs" / f"{pack.id}.yaml"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        write_pack_yaml(pack, out)
+        contested = sum(1 for n in pack.norms if n.support and n.support.contested)
+        print(f"wrote {out}: {len(pack.norms)} norms, {contested} contested")
+        return 0
+    raise UsageError(f"unknown norms command {args.norms_command!r}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-align",
+        description="Edge Align: a clarification dialogue agent that keeps values plural at the edges.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--community", action="append", help="limit norms to this community (repeatable)")
+        p.add_argument("--mode", choices=["overton", "steerable"], help="how norms shape the answer")
+        p.add_argument("--steer", help="with --mode steerable: the community to follow")
+        p.add_argument("--user", help="a user id: remembered context follows the user across threads")
+
+    ask = sub.add_parser("ask", help="run one turn (answers a pending clarification on --thread)")
+    ask.add_argument("message")
+    ask.add_argument("--thread", help="conversation thread id (default: a new thread)")
+    ask.add_argument("--json", action="store_true", help="print the turn's full result as JSON")
+    common(ask)
+    ask.set_defaults(handler=cmd_ask)
+
+    chat = sub.add_parser("chat", help="a conversation in the terminal")
+    chat.add_argument("--thread")
+    common(chat)
+    chat.set_defaults(handler=cmd_chat)
+
+    demo = sub.add_parser("demo", help="serve the Gradio app")
+    demo.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, default=7860)
+    common(demo)
+    demo.set_defaults(handler=cmd_demo)
+
+    norms = sub.add_parser("norms", help="validate, list, index and import norm packs")
+    norms_sub = norms.add_subparsers(dest="norms_command", required=True)
+    validate = norms_sub.add_parser("validate", help="check pack files; errors name file, line and field")
+    validate.add_argument("paths", nargs="+")
+    listing = norms_sub.add_parser("list", help="list packs (default: the shipped ones)")
+    listing.add_argument("paths", nargs="*")
+    listing.add_argument("--verbose", "-v", action="store_true", help="also list every norm")
+    stats = norms_sub.add_parser("stats", help="counts by community, domain and stance")
+    stats.add_argument("paths", nargs="*")
+    stats.add_argument("--json", action="store_true")
+    norms_sub.add_parser("index", help="build or update the Chroma index (by pack version)")
+    polis = norms_sub.add_parser("import-polis", help="build a pack from a Pol.is export folder")
+    polis.add_argument("directory")
+    polis.add_argument("--out", help="where to write the pack (default: <home>/packs/)")
+    norms.set_defaults(handler=cmd_norms)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return parser
+
+
+# Other modules add their subcommands here (evaluation, transcripts), keeping this file small.
+_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as problem:  # every failure becomes one clear line, never a traceback
+        return _report(problem)
+
+
+def _report(problem: Exception) -> int:
+    from agent.datasets import DatasetMissingError
+
+    expected: tuple[type[BaseException], ...] = (UsageError, DatasetMissingError, FileNotFoundError)
+    try:
+        from graphs.context import ConfigError
+        from graphs.nodes import InvalidMessageError
+
+        expected += (ConfigError, InvalidMessageError)
+    except ImportError:
+        pass
+    try:
+        from memory.norm_pack import NormPackError
+
+        expected += (NormPackError,)
+    except ImportError:
+        pass
+    if isinstance(problem, expected):
+        print(f"edge-align: {problem}", file=sys.stderr)
+        return 2
+    print(f"edge-align: unexpected error ({type(problem).__name__}): {problem}", file=sys.stderr)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
