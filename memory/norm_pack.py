@@ -21,8 +21,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic import model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.vocabulary import DOMAINS, ContextSlot, Stance
 
@@ -71,7 +70,7 @@ class _Strict(BaseModel):
 class Votes(_Strict):
     """Counts of one statement's votes; ``pass`` is spelled ``pass_`` in Python."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(populate_by_name=True)  # merged with _Strict's config
 
     agree: int = Field(ge=0, strict=True)
     disagree: int = Field(ge=0, strict=True)
@@ -165,8 +164,14 @@ class NormPack(_Strict):
 # Line-aware, alias-free YAML reading
 
 
-class _PackLoader(yaml.SafeLoader):
-    """SafeLoader with YAML 1.2 booleans: ``consent: yes`` stays the string "yes", not True."""
+try:  # libyaml's parser is about ten times faster; the safe constructor is the same either way
+    from yaml import CSafeLoader as _SafeBase
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeLoader as _SafeBase  # type: ignore[assignment]
+
+
+class _PackLoader(_SafeBase):
+    """Safe loading with YAML 1.2 booleans: ``consent: yes`` stays the string "yes", not True."""
 
 
 _PackLoader.yaml_implicit_resolvers = {
@@ -218,14 +223,15 @@ def _refuse_anchors(text: str, file: Path) -> None:
         if isinstance(event, yaml.NodeEvent):
             if isinstance(event, yaml.AliasEvent) or event.anchor is not None:
                 where = tuple(p for p in (f.position() for f in stack) if p is not None)
-                kind = "alias" if isinstance(event, yaml.AliasEvent) else "anchor"
+                is_alias = isinstance(event, yaml.AliasEvent)
+                kind, sigil = ("alias", "*") if is_alias else ("anchor", "&")
                 raise NormPackError(
                     [
                         _message(
                             file,
-                            event.start_mark.line + 1,
+                            event.start_mark.line + 1 if event.start_mark else 1,
                             where,
-                            f"YAML {kind} '&{event.anchor}' refused: norm packs may not use anchors or "
+                            f"YAML {kind} '{sigil}{event.anchor}' refused: norm packs may not use anchors or "
                             "aliases (they allow exponential expansion)",
                         )
                     ]
@@ -276,6 +282,14 @@ class _Document:
         return 1
 
 
+def _field_on_line(lines: dict[FieldPath, int], line: int, deepest: bool = True) -> FieldPath:
+    """The most (or least) specific field that starts on ``line``; the document when none does."""
+    on_line = [path for path, start in lines.items() if start == line]
+    if not on_line:
+        return ()
+    return max(on_line, key=len) if deepest else min(on_line, key=len)
+
+
 def _decode(raw: bytes, file: Path) -> str:
     try:
         return raw.decode("utf-8")
@@ -285,9 +299,8 @@ def _decode(raw: bytes, file: Path) -> str:
         field: FieldPath = ()
         try:  # name the field holding the bad bytes when the rest of the file still parses
             lenient = _compose(raw.decode("utf-8", errors="replace"), file)
-            on_line = [p for p, n in lenient.lines.items() if n == line]
-            field = max(on_line, key=len) if on_line else ()
-        except NormPackError:
+            field = _field_on_line(lenient.lines, line)
+        except (NormPackError, yaml.YAMLError, RecursionError):
             pass
         raise NormPackError(
             [_message(file, line, field, f"file is not valid UTF-8 (bytes {bad} at byte offset {error.start})")]
@@ -302,7 +315,13 @@ def _compose(text: str, file: Path) -> _Document:
         if node is None:
             raise NormPackError([_message(file, 1, (), "file is empty; a norm pack must be a mapping")])
         lines = dict(_line_map(node, file))
-        data = loader.construct_document(node)
+        try:
+            data = loader.construct_document(node)
+        except yaml.MarkedYAMLError as error:  # e.g. a !!python/object tag, which SafeLoader refuses
+            line = error.problem_mark.line + 1 if error.problem_mark else 1
+            raise NormPackError(
+                [_message(file, line, _field_on_line(lines, line, deepest=False), f"invalid YAML: {error.problem}")]
+            ) from None
     finally:
         loader.dispose()
     return _Document(data, lines)
@@ -312,9 +331,7 @@ def _read_document(file: Path) -> _Document:
     try:
         size = file.stat().st_size
         if size > MAX_PACK_BYTES:
-            raise NormPackError(
-                [_message(file, 1, (), f"file is {size} bytes, above the {MAX_PACK_BYTES}-byte limit")]
-            )
+            raise NormPackError([_message(file, 1, (), f"file is {size} bytes, above the {MAX_PACK_BYTES}-byte limit")])
         raw = file.read_bytes()
     except OSError as error:
         raise NormPackError([f"{file}:1: (document): cannot read file: {error.strerror}"]) from None
@@ -327,6 +344,8 @@ def _read_document(file: Path) -> _Document:
         raise NormPackError([_message(file, line, (), f"invalid YAML: {problem}")]) from None
     except yaml.YAMLError as error:
         raise NormPackError([_message(file, 1, (), f"invalid YAML: {error}")]) from None
+    except RecursionError:
+        raise NormPackError([_message(file, 1, (), "invalid YAML: nested too deeply")]) from None
 
 
 def _duplicate_norm_ids(document: _Document, file: Path) -> list[str]:
@@ -431,15 +450,23 @@ def _load_all(paths: Iterable[str | Path]) -> tuple[list[NormPack], list[str]]:
         clashes = []
         if pack.id in pack_home:
             clashes.append(
-                _message(file, document.line_of(("id",)), ("id",), f"duplicate pack id '{pack.id}' "
-                         f"(also at {pack_home[pack.id]})")
+                _message(
+                    file,
+                    document.line_of(("id",)),
+                    ("id",),
+                    f"duplicate pack id '{pack.id}' (also at {pack_home[pack.id]})",
+                )
             )
         for index, norm in enumerate(pack.norms):
             if norm.id in norm_home:
                 field = ("norms", index, "id")
                 clashes.append(
-                    _message(file, document.line_of(field), field, f"duplicate norm id '{norm.id}' "
-                             f"(also at {norm_home[norm.id]})")
+                    _message(
+                        file,
+                        document.line_of(field),
+                        field,
+                        f"duplicate norm id '{norm.id}' (also at {norm_home[norm.id]})",
+                    )
                 )
         if clashes:
             errors.extend(clashes)
@@ -492,9 +519,7 @@ def pack_stats(packs: Iterable[NormPack]) -> dict[str, Any]:
         per_community[pack.community] += len(pack.norms)
     return {
         "communities": sorted(per_community),
-        "packs": [
-            {"id": p.id, "community": p.community, "version": p.version, "norms": len(p.norms)} for p in packs
-        ],
+        "packs": [{"id": p.id, "community": p.community, "version": p.version, "norms": len(p.norms)} for p in packs],
         "norms": len(norms),
         "per_community": dict(sorted(per_community.items())),
         "per_domain": dict(sorted(Counter(d for n in norms for d in n.domains).items())),

@@ -58,8 +58,21 @@ DOMAIN_KEYWORDS: dict[str, tuple[str, ...]] = {
     "finance": ("money", "financ", "econom", "wealth", "profit", "bank", "rich", "poor"),
     "relationships": ("relationship", "friend", "famil", "love", "emotion", "feeling", "companion"),
     "expression": (
-        "speech", "opinion", "politic", "censor", "religio", "offens", "bias", "racis", "hate",
-        "free expression", "freedom of", "controversial", "belief", "diversity", "discriminat",
+        "speech",
+        "opinion",
+        "politic",
+        "censor",
+        "religio",
+        "offens",
+        "bias",
+        "racis",
+        "hate",
+        "free expression",
+        "freedom of",
+        "controversial",
+        "belief",
+        "diversity",
+        "discriminat",
     ),
     "legal": ("law", "legal", "illegal", "rights", "court", "crim", "regulat", "govern"),
     "education": ("educat", "learn", "teach", "school", "student", "knowledge"),
@@ -83,7 +96,7 @@ class _Tally:
             self.passes += 1
 
     def votes(self) -> Votes:
-        return Votes(agree=self.agree, disagree=self.disagree, pass_=self.passes)
+        return Votes.model_validate({"agree": self.agree, "disagree": self.disagree, "pass": self.passes})
 
 
 @dataclass
@@ -221,7 +234,13 @@ def import_polis(polis_dir: Path, contested_gap: float = 0.3) -> NormPack:
     )
 
 
-class _PlainDumper(yaml.SafeDumper):
+try:
+    from yaml import CSafeDumper as _SafeDumperBase
+except ImportError:  # pragma: no cover - PyYAML built without libyaml
+    from yaml import SafeDumper as _SafeDumperBase  # type: ignore[assignment]
+
+
+class _PlainDumper(_SafeDumperBase):
     """Never writes anchors or aliases: load_pack refuses them."""
 
     def ignore_aliases(self, data: Any) -> bool:
@@ -231,6 +250,7 @@ class _PlainDumper(yaml.SafeDumper):
 def write_pack_yaml(pack: NormPack, path: Path) -> None:
     """Write ``pack`` as YAML that ``load_pack`` reads back to an equal NormPack."""
     data = pack.model_dump(mode="json", by_alias=True, exclude_none=True)
+    data["governance"]["date"] = pack.governance.date  # a YAML date, not a quoted string
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = yaml.dump(data, Dumper=_PlainDumper, sort_keys=False, allow_unicode=True, width=110)

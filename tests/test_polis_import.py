@@ -83,9 +83,7 @@ def test_stances_follow_overall_agreement(pack: NormPack) -> None:
         assert norm.support is not None
         agreement = norm.support.agreement
         assert agreement is not None
-        expected = (
-            Stance.EXPECTED if agreement >= 0.7 else Stance.DISCOURAGED if agreement <= 0.3 else Stance.OKAY
-        )
+        expected = Stance.EXPECTED if agreement >= 0.7 else Stance.DISCOURAGED if agreement <= 0.3 else Stance.OKAY
         assert norm.stance is expected, norm.id
     assert {n.stance for n in pack.norms} >= {Stance.EXPECTED, Stance.OKAY, Stance.DISCOURAGED}
 
