@@ -1,0 +1,288 @@
+"""Measure the shipped constraint book on the labelled cases (tests/data/constraint_cases.jsonl).
+
+    python -m agent.training.measure_constraints [--json] [--sweep] [--errors]
+
+Reports precision, recall and F1 on the dev and test splits with the threshold stored in
+agent/data/constraints.yaml; it never writes that file. ``--sweep`` shows, on the dev split only, the
+threshold and scoring settings that maximise "any match" F1, which is how the stored values were chosen.
+``--errors`` lists the dev-split mistakes (test mistakes are not listed, so nobody tunes on them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.constraints import ConstraintBook, ScoringSpec
+from agent.encoder import load_encoder
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_CASES = PROJECT_ROOT / "tests" / "data" / "constraint_cases.jsonl"
+CACHE_DIR = Path("/tmp/edge-align-cache")
+SPLITS = ("dev", "test")
+SWEEP_THRESHOLDS = tuple(round(0.30 + 0.01 * step, 2) for step in range(51))
+SWEEP_MARGINS: tuple[float | None, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, None)
+SWEEP_SCORINGS = tuple(
+    ScoringSpec(top_k=top_k, max_weight=weight, benign_weight=benign)
+    for benign in (0.0, 0.5, 1.0, 2.0)
+    for top_k in (2, 3)
+    for weight in (1.0, 0.5, 0.25)
+)
+
+
+@dataclass(frozen=True)
+class Case:
+    text: str
+    constraint: str | None
+    split: str
+
+
+@dataclass(frozen=True)
+class Scores:
+    precision: float
+    recall: float
+    f1: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+
+def load_cases(path: Path = DEFAULT_CASES) -> list[Case]:
+    cases = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        row = json.loads(line)
+        if row.get("split") not in SPLITS:
+            raise ValueError(f"{path}:{number}: split must be one of {SPLITS}")
+        cases.append(Case(text=row["text"], constraint=row["constraint"], split=row["split"]))
+    return cases
+
+
+def embed_cases(texts: Sequence[str]) -> np.ndarray:
+    """Embeddings of the case texts, cached by content so repeated reports skip the encoder."""
+    encoder = load_encoder()
+    digest = hashlib.sha256(("\n".join(texts) + encoder.name).encode("utf-8")).hexdigest()[:16]
+    cache = CACHE_DIR / f"constraint_cases_{digest}.npy"
+    if cache.exists():
+        return np.load(cache)
+    vectors = encoder.encode(list(texts))
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return vectors
+
+
+def _scores(tp: int, fp: int, fn: int) -> Scores:
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return Scores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn)
+
+
+def predictions(book: ConstraintBook, embeddings: np.ndarray) -> list[str | None]:
+    """The best-scoring matched constraint id per case, or None when nothing matched."""
+    named = []
+    for vector in embeddings:
+        top = book.check(vector).top_match
+        named.append(top.id if top else None)
+    return named
+
+
+def all_matches(book: ConstraintBook, embeddings: np.ndarray) -> list[tuple[str, ...]]:
+    """Every matched constraint id per case."""
+    return [tuple(match.id for match in book.check(vector).matches) for vector in embeddings]
+
+
+def all_match_scores(labels: Sequence[str | None], matched: Sequence[tuple[str, ...]]) -> Scores:
+    """Per (case, constraint) pair: every matched id other than the label is a false positive.
+
+    This is the metric that sees weak co-matches, which matter because a co-matched higher-tier
+    constraint would govern the lexicographic choice.
+    """
+    tp = sum(1 for gold, ids in zip(labels, matched, strict=True) if gold and gold in ids)
+    fp = sum(sum(1 for name in ids if name != gold) for gold, ids in zip(labels, matched, strict=True))
+    fn = sum(1 for gold, ids in zip(labels, matched, strict=True) if gold and gold not in ids)
+    return _scores(tp, fp, fn)
+
+
+def any_match_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> Scores:
+    """Binary: does the message touch some constraint at all?"""
+    tp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess)
+    fp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if not gold and guess)
+    fn = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and not guess)
+    return _scores(tp, fp, fn)
+
+
+def exact_id_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> Scores:
+    """Micro-averaged over constraints: a prediction is right only when it names the labelled id."""
+    tp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess == gold)
+    fp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if guess and guess != gold)
+    fn = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess != gold)
+    return _scores(tp, fp, fn)
+
+
+def measure(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarray) -> dict[str, Any]:
+    predicted = predictions(book, embeddings)
+    matched = all_matches(book, embeddings)
+    report: dict[str, Any] = {}
+    for split in SPLITS:
+        rows = [i for i, case in enumerate(cases) if case.split == split]
+        labels = [cases[i].constraint for i in rows]
+        guesses = [predicted[i] for i in rows]
+        report[split] = {
+            "cases": len(rows),
+            "positives": sum(1 for label in labels if label),
+            "any_match": asdict(any_match_scores(labels, guesses)),
+            "exact_id": asdict(exact_id_scores(labels, guesses)),
+            "all_matches": asdict(all_match_scores(labels, [matched[i] for i in rows])),
+        }
+    return report
+
+
+def sweep(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarray) -> dict[str, Any]:
+    """Dev-only search over threshold and scoring; best by any-match F1, ties toward the higher threshold."""
+    dev = [i for i, case in enumerate(cases) if case.split == "dev"]
+    labels = [cases[i].constraint for i in dev]
+    dev_embeddings = embeddings[dev]
+    results = []
+    for scoring in SWEEP_SCORINGS:
+        for threshold in SWEEP_THRESHOLDS:
+            candidate = book.rescored(match_threshold=threshold, scoring=scoring)
+            guesses = predictions(candidate, dev_embeddings)
+            any_scores = any_match_scores(labels, guesses)
+            results.append(
+                {
+                    "top_k": scoring.top_k,
+                    "max_weight": scoring.max_weight,
+                    "benign_weight": scoring.benign_weight,
+                    "threshold": threshold,
+                    "any_match_f1": any_scores.f1,
+                    "any_match_precision": any_scores.precision,
+                    "any_match_recall": any_scores.recall,
+                    "exact_id_f1": exact_id_scores(labels, guesses).f1,
+                }
+            )
+    best = max(results, key=lambda row: (row["any_match_f1"], row["exact_id_f1"], row["threshold"]))
+    per_scoring = []
+    for scoring in SWEEP_SCORINGS:
+        rows = [
+            r
+            for r in results
+            if (r["top_k"], r["max_weight"], r["benign_weight"])
+            == (scoring.top_k, scoring.max_weight, scoring.benign_weight)
+        ]
+        per_scoring.append(max(rows, key=lambda row: (row["any_match_f1"], row["exact_id_f1"], row["threshold"])))
+    # Second stage: with the stored threshold and scoring, the co-match margin that maximises the dev F1
+    # of all (case, constraint) matches; ties go to the wider margin (keeping more matches is safer).
+    margins = []
+    for margin in SWEEP_MARGINS:
+        scoring = book.spec.scoring.model_copy(update={"co_match_margin": margin})
+        scores = all_match_scores(labels, all_matches(book.rescored(scoring=scoring), dev_embeddings))
+        margins.append({"co_match_margin": margin, **asdict(scores)})
+    best_margin = max(
+        margins,
+        key=lambda row: (row["f1"], float("inf") if row["co_match_margin"] is None else row["co_match_margin"]),
+    )
+    return {"best": best, "best_per_scoring": per_scoring, "co_match_margins": margins, "best_margin": best_margin}
+
+
+def dev_errors(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarray) -> list[dict[str, Any]]:
+    errors = []
+    for case, vector in zip(cases, embeddings, strict=True):
+        if case.split != "dev":
+            continue
+        report = book.check(vector)
+        top = report.top_match
+        guess = top.id if top else None
+        if guess != case.constraint:
+            nearest = max(report.checked, key=lambda score: score.score)
+            errors.append(
+                {"text": case.text, "label": case.constraint, "predicted": guess,
+                 "nearest": nearest.id, "nearest_score": round(nearest.score, 3)}
+            )
+    return errors
+
+
+def check_latency_ms(book: ConstraintBook, embeddings: np.ndarray) -> float:
+    timings = []
+    for vector in embeddings:
+        start = time.perf_counter()
+        book.check(vector)
+        timings.append((time.perf_counter() - start) * 1000.0)
+    return round(float(np.median(timings)), 4)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--sweep", action="store_true", help="also show the dev-split threshold sweep")
+    parser.add_argument("--errors", action="store_true", help="also list dev-split mistakes")
+    parser.add_argument("--cases", type=Path, default=DEFAULT_CASES)
+    parser.add_argument("--book", type=Path, default=None, help="constraint book (default: the shipped one)")
+    args = parser.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(1)
+    book = ConstraintBook.load(args.book).prepare(load_encoder())
+    cases = load_cases(args.cases)
+    embeddings = embed_cases([case.text for case in cases])
+    result: dict[str, Any] = {
+        "book": str(book.source),
+        "match_threshold": book.threshold,
+        "scoring": book.spec.scoring.model_dump(),
+        "constraints": len(book.constraints),
+        "exemplars": len(book.exemplars),
+        "benign_exemplars": len(book.benign_exemplars),
+        **measure(book, cases, embeddings),
+        "check_median_ms": check_latency_ms(book, embeddings),
+    }
+    if args.sweep:
+        result["dev_sweep"] = sweep(book, cases, embeddings)
+    if args.errors:
+        result["dev_errors"] = dev_errors(book, cases, embeddings)
+
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"book {result['book']}: {result['constraints']} constraints, {result['exemplars']} exemplars,"
+          f" {result['benign_exemplars']} benign exemplars")
+    print(f"threshold {book.threshold}  scoring {result['scoring']}  check() median {result['check_median_ms']} ms")
+    for split in SPLITS:
+        block = result[split]
+        print(f"{split}: {block['cases']} cases, {block['positives']} positives")
+        for kind in ("any_match", "exact_id", "all_matches"):
+            s = block[kind]
+            print(f"  {kind:11s} P={s['precision']:.3f} R={s['recall']:.3f} F1={s['f1']:.3f}"
+                  f"  (tp={s['true_positives']} fp={s['false_positives']} fn={s['false_negatives']})")
+    if args.sweep:
+        print("dev sweep (best any-match F1 per scoring rule):")
+        for row in result["dev_sweep"]["best_per_scoring"]:
+            print(f"  top_k={row['top_k']} max_weight={row['max_weight']:.2f}"
+                  f" benign_weight={row['benign_weight']:.1f} threshold={row['threshold']:.2f}"
+                  f"  anyF1={row['any_match_f1']:.3f} (P={row['any_match_precision']:.3f}"
+                  f" R={row['any_match_recall']:.3f}) exactF1={row['exact_id_f1']:.3f}")
+        print(f"  overall best: {result['dev_sweep']['best']}")
+        print("dev co-match margin (all_matches, at the stored threshold and scoring):")
+        for row in result["dev_sweep"]["co_match_margins"]:
+            print(f"  margin={row['co_match_margin']}  P={row['precision']:.3f} R={row['recall']:.3f}"
+                  f" F1={row['f1']:.3f} (fp={row['false_positives']})")
+        print(f"  best: {result['dev_sweep']['best_margin']['co_match_margin']}")
+    if args.errors:
+        print("dev errors:")
+        for error in result["dev_errors"]:
+            print(f"  [{error['label']} -> {error['predicted']}] (nearest {error['nearest']} "
+                  f"{error['nearest_score']}) {error['text']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
