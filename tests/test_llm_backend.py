@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from agent.llm import (
     LLMFailure,
     LLMSettings,
     LLMUnavailableError,
+    default_llm_threads,
     generate,
     make_chat_model,
     resolve_settings,
@@ -115,6 +117,13 @@ def test_openai_needs_a_key_and_a_model() -> None:
         LLMSettings.from_env({"EDGE_ALIGN_LLM_BASE_URL": "https://api.openai.com/v1", "EDGE_ALIGN_LLM_MODEL": "x"})
     with pytest.raises(LLMConfigError, match="EDGE_ALIGN_LLM_MODEL"):
         LLMSettings.from_env({"EDGE_ALIGN_LLM_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": SECRET})
+
+
+def test_decode_threads_leave_a_core_free_unless_configured() -> None:
+    assert default_llm_threads({"EDGE_ALIGN_LLM_THREADS": "3"}) == 3
+    assert 1 <= default_llm_threads({}) <= max(1, (os.cpu_count() or 1) - 1)
+    with pytest.raises(LLMConfigError, match="EDGE_ALIGN_LLM_THREADS"):
+        default_llm_threads({"EDGE_ALIGN_LLM_THREADS": "all"})
 
 
 def test_the_key_never_appears_in_repr_fingerprint_or_config_errors() -> None:
