@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 MAX_DATA_FILE_BYTES = 2 * 1024 * 1024
+MAX_NESTING_DEPTH = 64  # data files need a handful of levels; deeper input is an attack on the recursive composer
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -65,10 +66,18 @@ def _child(node: yaml.Node, step: str | int) -> yaml.Node | None:
     return None
 
 
-def _refuse_aliases(path: Path, text: str) -> None:
+def _refuse_aliases_and_deep_nesting(path: Path, text: str) -> None:
     # Checked on the event stream, before any node is composed, so a bomb never gets expanded.
+    depth = 0
     for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        if isinstance(event, yaml.AliasEvent):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_NESTING_DEPTH:
+                line = event.start_mark.line + 1 if event.start_mark is not None else None
+                raise DataFileError(path, f"nested deeper than {MAX_NESTING_DEPTH} levels", line)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.AliasEvent):
             line = event.start_mark.line + 1 if event.start_mark is not None else None
             raise DataFileError(path, f"YAML aliases (*{event.anchor}) are not allowed in data files", line)
 
@@ -88,7 +97,7 @@ def _refuse_duplicate_keys(path: Path, node: yaml.Node) -> None:
 
 
 def load_located_yaml(path: Path, max_bytes: int = MAX_DATA_FILE_BYTES) -> LocatedYaml:
-    """Parse ``path`` safely; raise :class:`DataFileError` for size, syntax, aliases or duplicate keys."""
+    """Parse ``path`` safely; raise :class:`DataFileError` for size, syntax, aliases, depth or duplicate keys."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -101,7 +110,7 @@ def load_located_yaml(path: Path, max_bytes: int = MAX_DATA_FILE_BYTES) -> Locat
     except UnicodeDecodeError as error:
         raise DataFileError(path, "file is not valid UTF-8") from error
     try:
-        _refuse_aliases(path, text)
+        _refuse_aliases_and_deep_nesting(path, text)
         loader = yaml.SafeLoader(text)
         try:
             root = loader.get_single_node()
