@@ -5,20 +5,24 @@ from __future__ import annotations
 import os
 import socket
 import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
-from langchain_core.messages import HumanMessage, SystemMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from pydantic import SecretStr
 
 from agent.llm import (
     EMBEDDED_MODEL_NAME,
     EmbeddedLlamaServer,
+    EmbeddedServerError,
     LLMConfigError,
     LLMFailure,
     LLMSettings,
     LLMUnavailableError,
     default_llm_threads,
+    embedded_server,
     generate,
     make_chat_model,
     resolve_settings,
@@ -319,3 +323,61 @@ def test_malformed_json_is_a_bad_response(fault_proxy: FaultProxy) -> None:
     for f in failures:
         assert_clean(f)
     assert_recovers(fault_proxy)
+
+
+# ------------------------------------------------------------------------ server lifecycle
+
+
+@pytest.mark.slow
+def test_a_broken_model_file_fails_with_the_log_tail(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.gguf"
+    broken.write_bytes(b"this is not a gguf file" * 100)
+    server = EmbeddedLlamaServer(tmp_path / "logs", model_path=broken, progress=False)
+    with pytest.raises(EmbeddedServerError) as failure:
+        server.start()
+    assert failure.value.kind is LLMFailure.UNREACHABLE
+    assert "stopped while starting" in failure.value.user_message
+    assert server.log_path is not None and str(server.log_path) in failure.value.detail
+    assert len(failure.value.detail.splitlines()) > 1, "the log tail follows the log path"
+    assert not server.is_running
+
+
+@pytest.mark.slow
+def test_a_server_that_is_not_ready_in_time_is_stopped(tmp_path: Path) -> None:
+    server = EmbeddedLlamaServer(tmp_path, startup_timeout_s=0.2, progress=False)
+    with pytest.raises(EmbeddedServerError, match="did not start within"):
+        server.start()
+    assert not server.is_running
+
+
+@pytest.mark.slow
+def test_the_shared_server_is_started_once_across_threads(embedded_llm: EmbeddedLlamaServer) -> None:
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        servers = list(pool.map(lambda _: embedded_server(), range(8)))
+    assert all(server is embedded_llm for server in servers)
+    assert embedded_llm.is_running
+
+
+@pytest.mark.slow
+def test_langgraph_streams_the_tokens_of_a_node_that_generates(embedded_llm_settings: LLMSettings) -> None:
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    chat_model = make_chat_model(embedded_llm_settings)
+
+    def word(state: MessagesState) -> dict[str, list[AIMessage]]:
+        return {"messages": [AIMessage(generate(chat_model, state["messages"]))]}
+
+    builder = StateGraph(MessagesState)
+    builder.add_node("word", word)
+    builder.add_edge(START, "word")
+    builder.add_edge("word", END)
+    graph = builder.compile()
+    graph_input: Any = {"messages": MESSAGES}
+    tokens = [
+        message.content
+        for message, _ in graph.stream(graph_input, stream_mode="messages")
+        if isinstance(message, AIMessageChunk) and isinstance(message.content, str) and message.content
+    ]
+    final = graph.invoke(graph_input)["messages"][-1].content
+    assert len(tokens) >= 3
+    assert isinstance(final, str) and final
