@@ -12,7 +12,7 @@ Two jobs, kept apart so each is testable:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -171,6 +171,31 @@ class ConstraintReport:
     def top_match(self) -> ConstraintMatch | None:
         """The single best-scoring match regardless of tier (used to name *the* constraint a message hit)."""
         return max(self.matches, key=lambda match: match.score, default=None)
+
+    def without_action(self, action: ConstraintAction) -> ConstraintReport:
+        """The same report with the matches that demand ``action`` set aside (they have been met)."""
+        return replace(self, matches=tuple(m for m in self.matches if m.action != action))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConstraintReport:
+        """Rebuild a report from :meth:`to_dict` output (as stored in a checkpointed state)."""
+        return cls(
+            checked=tuple(ConstraintScore(c["id"], int(c["tier"]), float(c["score"])) for c in data["checked"]),
+            matches=tuple(
+                ConstraintMatch(
+                    id=m["id"],
+                    tier=int(m["tier"]),
+                    action=ConstraintAction(m["action"]),
+                    score=float(m["score"]),
+                    explanation=m["explanation"],
+                    safe_alternative=m.get("safe_alternative"),
+                )
+                for m in data["matches"]
+            ),
+            threshold=float(data["threshold"]),
+            tier_count=int(data["tier_count"]),
+            near_miss_similarity=data.get("near_miss_similarity"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -94,11 +94,9 @@ def question_values(norms: Sequence[NormEvidence], context: Mapping[str, str]) -
     average over answers. Zero means no answer to the question would change what we do.
     """
     scores: dict[str, float] = {}
-    open_slots = {
-        slot for n in norms for slot in n.applies_when if context.get(slot) in (None, UNKNOWN)
-    }
+    open_slots = {slot for n in norms for slot in n.applies_when if context.get(slot) in (None, UNKNOWN)}
     for slot in sorted(open_slots):
-        candidates = sorted({v for n in norms for v in n.applies_when.get(slot, ())}) + ["(other)"]
+        candidates = [*sorted({v for n in norms for v in n.applies_when.get(slot, ())}), "(other)"]
         outcomes = []
         for value in candidates:
             supposed = {**context, slot: value}
@@ -155,7 +153,13 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     required = choice == "clarify"
     assumptions = _assumptions(inputs.relevant_norms, inputs.known_context)
 
-    if budget_left and best_slot and inputs.personal and best_value >= thresholds.question_value and (stakes or required):
+    if (
+        budget_left
+        and best_slot
+        and inputs.personal
+        and best_value >= thresholds.question_value
+        and (stakes or required)
+    ):
         return PolicyOutcome(
             decision=Decision.CLARIFY,
             reason=f"Whether '{best_slot}' holds changes which norms apply and so the answer "
@@ -182,15 +186,20 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     elif irreducible or (stakes and not inputs.personal):
         style = ResponseStyle.PLURALISTIC
         reason = "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives."
-    elif choice == "answer_with_safeguards" or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5:
+    elif (
+        choice == "answer_with_safeguards"
+        or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5
+    ):
         style = ResponseStyle.CAVEATED
         reason = "Answering with the safeguards the relevant norms ask for."
     else:
         style = ResponseStyle.DIRECT
         reason = "Nothing here is ambiguous or contested enough to be worth a question."
-    if inputs.answer_now or not budget_left and inputs.questions_asked:
-        reason = "Answering now as asked, with my assumptions stated." if inputs.answer_now else (
-            "The question budget is spent, so I answer with my assumptions stated."
+    if inputs.answer_now or (not budget_left and inputs.questions_asked):
+        reason = (
+            "Answering now as asked, with my assumptions stated."
+            if inputs.answer_now
+            else ("The question budget is spent, so I answer with my assumptions stated.")
         )
     return PolicyOutcome(
         decision=Decision.ANSWER,
@@ -201,4 +210,3 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
         constraint_choice=choice,
         assumptions=assumptions,
     )
-

@@ -80,7 +80,12 @@ class Context:
             raise ConfigError("clarification_budget must be 0 or more")
         if context.max_message_chars < 1:
             raise ConfigError("max_message_chars must be positive")
-        for name in ("clarification_threshold", "question_value_threshold", "disagreement_threshold", "relevance_floor"):
+        for name in (
+            "clarification_threshold",
+            "question_value_threshold",
+            "disagreement_threshold",
+            "relevance_floor",
+        ):
             if not 0.0 <= getattr(context, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1")
         if context.mode == Mode.STEERABLE and not context.steer_community:

@@ -21,7 +21,7 @@ from graphs.nodes import (
 from graphs.state import InputState, State
 
 
-def build_graph() -> StateGraph:
+def build_graph() -> StateGraph[State, Context, InputState, State]:
     """The uncompiled graph, for callers who compile it with their own checkpointer or nest it."""
     builder = StateGraph(State, input_schema=InputState, context_schema=Context)
     builder.add_node("begin_turn", begin_turn)

@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
-from langchain_core.runnables import RunnableConfig
+from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agent.conflict import extract_options
+from agent.constraints import ConstraintReport
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms
@@ -28,6 +29,7 @@ from agent.vocabulary import Decision, Stance
 from graphs.context import Context
 from graphs.resources import get_resources
 from graphs.state import Clarification, State
+from memory.profiles import load_user_context, remember_user_context
 from prompts import data_block, load_prompt, load_prompt_data, render
 
 
@@ -65,7 +67,10 @@ def begin_turn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     started = time.perf_counter()
     last = state["messages"][-1]
     request = check_message(message_text(last), runtime.context.max_message_chars)
-    stated = {**runtime.context.user_context, **extract_context(request)}
+    remembered = {}
+    if state.get("user_id") and runtime.store is not None:
+        remembered = load_user_context(runtime.store, str(state["user_id"]))
+    stated = {**remembered, **runtime.context.user_context, **extract_context(request)}
     return {
         "request": request,
         "clarifications": [],
@@ -101,12 +106,18 @@ def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     if runtime.context.conflict_threshold is not None:
         conflict_dict["detected"] = conflict.score >= runtime.context.conflict_threshold
     need = res.clarification.probability(text, embedding)
+    clarification = {
+        "probability": round(float(need), 4),
+        "need_level": int(res.clarification.need_level(text, embedding)),
+        "signals": res.clarification.signals(text),
+    }
     return {
         "analysis_text": text,
         "embedding": embedding.astype(float).round(6).tolist(),
         "values": {name: round(float(p), 4) for name, p in zip(VALUE_NAMES, probs, strict=True)},
         "active_values": active_values(probs, scorer),
         "conflict": conflict_dict,
+        "clarification": clarification,
         "uncertainty": {
             "clarification_need": round(float(need), 4),
             "intent": round(float(need), 4),
@@ -179,11 +190,10 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Clarify, answer or refuse: constraints lexicographically, then the value of a question."""
     started = time.perf_counter()
     ctx = runtime.context
-    res = get_resources(ctx.home)
     norms = _evidence_from(state.get("norms", []))
     context = state.get("known_context", {})
     judgement = judge_norms(norms, context, ctx.relevance_floor)
-    report = res.constraints.check(np.asarray(state["embedding"], dtype=np.float32))
+    report = ConstraintReport.from_dict(state["constraints"])
     outcome = decide(
         PolicyInputs(
             constraints=report,
@@ -248,6 +258,8 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         learned[about] = value
     if learned:
         update["known_context"] = learned
+        if state.get("user_id") and runtime.store is not None:
+            remember_user_context(runtime.store, str(state["user_id"]), learned)
     return update
 
 
@@ -313,7 +325,7 @@ def llm_settings(ctx: Context) -> LLMSettings:
     return settings
 
 
-def respond(state: State, runtime: Runtime[Context], config: RunnableConfig) -> dict[str, Any]:
+def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Word the decided answer with the LLM, then add the parts that must not depend on it.
 
     A chat model passed as ``configurable.chat_model`` (tests, embedding apps) replaces the
@@ -332,7 +344,7 @@ def respond(state: State, runtime: Runtime[Context], config: RunnableConfig) -> 
     error: str | None = None
     if ctx.generate_text:
         try:
-            model = config.get("configurable", {}).get("chat_model") or make_chat_model(
+            model = get_config().get("configurable", {}).get("chat_model") or make_chat_model(
                 resolve_settings(llm_settings(ctx))
             )
             text = generate(model, build_answer_prompt(state, ctx)).strip()
@@ -357,10 +369,14 @@ def refuse(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     started = time.perf_counter()
     matches = state.get("constraints", {}).get("matches", [])
     top = min(matches, key=lambda m: m["tier"]) if matches else {}
-    reply = Template(load_prompt_data("messages.yaml")["refusal"]).substitute(
-        explanation=top.get("explanation", "it crosses a hard limit."),
-        alternative=top.get("safe_alternative") or "",
-    ).strip()
+    reply = (
+        Template(load_prompt_data("messages.yaml")["refusal"])
+        .substitute(
+            explanation=top.get("explanation", "it crosses a hard limit."),
+            alternative=top.get("safe_alternative") or "",
+        )
+        .strip()
+    )
     return {"reply": reply, "messages": [AIMessage(reply)], "timings_ms": _timed(state, "refuse", started)}
 
 

@@ -34,6 +34,7 @@ class Resources:
     constraints: ConstraintBook
     domains: DomainDetector
     norms: NormStore
+    pack_versions: dict[str, str]
     home: Path
 
 
@@ -51,6 +52,7 @@ def pack_paths(home: Path) -> list[Path]:
 
 
 def index_norms(store: NormStore, home: Path, *, show_progress: bool = True) -> Any:
+    """Bring the index up to date with the packs on disk (only packs whose version changed are rewritten)."""
     packs = load_packs(pack_paths(home))
 
     def report(done: int, total: int) -> None:
@@ -66,17 +68,18 @@ def _load(home: Path) -> Resources:
     _progress("loading the embedding model and the judgement models…")
     encoder = load_encoder()
     store = open_norm_store(norm_index_path(home), encoder=encoder)
-    index_norms(store, home)
+    report = index_norms(store, home)
     constraints = ConstraintBook.load()
     constraints.prepare(encoder)
     resources = Resources(
         encoder=encoder,
-        value_scorers={kind: load_value_scorer(kind) for kind in ("trained", "zero-shot")},  # type: ignore[arg-type]
+        value_scorers={"trained": load_value_scorer("trained"), "zero-shot": load_value_scorer("zero-shot")},
         conflict=load_conflict_model(),
         clarification=load_clarification_model(),
         constraints=constraints,
         domains=DomainDetector(encoder),
         norms=store,
+        pack_versions={**report.unchanged, **report.added},
         home=home,
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")

@@ -6,6 +6,7 @@ any other message starts a new request on the thread.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,8 +18,13 @@ from langgraph.types import Command
 from graphs.context import Context
 from graphs.graph import compile_graph
 from graphs.nodes import InvalidMessageError, check_message
+from graphs.resources import get_resources
 from memory.checkpoints import open_sqlite_saver
-from memory.paths import checkpoints_path, home_dir
+from memory.paths import checkpoints_path, home_dir, profiles_path, transcripts_dir
+from memory.profiles import open_sqlite_store
+from memory.transcripts import TranscriptEvent, TranscriptWriter, make_record
+
+RECORD_ENV = "EDGE_ALIGN_RECORD"
 
 STEP_LABELS = {
     "begin_turn": "reading your message…",
@@ -43,9 +49,11 @@ class TurnResult:
     reply: str
     question: dict[str, Any] | None = None
     values: dict[str, float] = field(default_factory=dict)
+    active_values: list[str] = field(default_factory=list)
     conflict: dict[str, Any] = field(default_factory=dict)
     norms: list[dict[str, Any]] = field(default_factory=list)
     uncertainty: dict[str, float] = field(default_factory=dict)
+    clarification: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
     timings_ms: dict[str, float] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
@@ -57,7 +65,10 @@ class TurnResult:
     @classmethod
     def from_state(cls, thread_id: str, values: dict[str, Any], question: dict[str, Any] | None) -> TurnResult:
         norms = [
-            {k: n[k] for k in ("id", "text", "community", "domain", "score", "stance", "pack_id", "pack_version", "support")}
+            {
+                k: n[k]
+                for k in ("id", "text", "community", "domain", "score", "stance", "pack_id", "pack_version", "support")
+            }
             for n in values.get("norms", [])
             if n.get("applies")
         ]
@@ -67,6 +78,8 @@ class TurnResult:
             reply=question["question"] if question else values.get("reply", ""),
             question=question,
             values=values.get("values", {}),
+            active_values=values.get("active_values", []),
+            clarification=values.get("clarification", {}),
             conflict=values.get("conflict", {}),
             norms=norms,
             uncertainty=values.get("uncertainty", {}),
@@ -84,6 +97,19 @@ class TurnResult:
         data["timings_ms"] = {**self.timings_ms, "decision_path": self.decision_path_ms()}
         return data
 
+    def trace(self) -> dict[str, Any]:
+        """The decision trace a transcript record carries."""
+        return {
+            "values": self.values,
+            "conflict": self.conflict,
+            "norms": self.norms,
+            "uncertainty": self.uncertainty,
+            "constraints": self.constraints,
+            "timings_ms": self.timings_ms,
+            "policy": self.policy,
+            "known_context": self.known_context,
+        }
+
     def decision_path_ms(self) -> float:
         return round(sum(v for k, v in self.timings_ms.items() if k not in ("respond", "refuse")), 2)
 
@@ -97,12 +123,19 @@ class EdgeAlign:
         checkpointer: Any = None,
         store: Any = None,
         chat_model: Any = None,
+        record: bool | None = None,
     ) -> None:
         self.context = context or Context.from_env()
         self.chat_model = chat_model  # None: the endpoint the context configures
+        if record is None:
+            record = os.environ.get(RECORD_ENV, "1") not in ("0", "false", "no")
+        self.transcripts = TranscriptWriter(transcripts_dir(home_dir(self.context.home))) if record else None
         if checkpointer is None:
             checkpointer = open_sqlite_saver(checkpoints_path(home_dir(self.context.home)))
+        if store is None:
+            store = open_sqlite_store(profiles_path(home_dir(self.context.home)))
         self.checkpointer = checkpointer
+        self.store = store
         self.graph = compile_graph(checkpointer=checkpointer, store=store)
 
     def _config(self, thread_id: str) -> Any:
@@ -135,13 +168,40 @@ class EdgeAlign:
     def ask(self, message: str, thread_id: str | None = None, user_id: str | None = None) -> TurnResult:
         """Run one turn; raises InvalidMessageError (with the text to show) for empty or huge input."""
         thread_id = thread_id or new_thread_id()
-        self.graph.invoke(self._input(message, thread_id, user_id), self._config(thread_id), context=self.context)
-        return self._result(thread_id)
+        graph_input = self._input(message, thread_id, user_id)
+        self.graph.invoke(graph_input, self._config(thread_id), context=self.context)
+        result = self._result(thread_id)
+        self._record(message, graph_input, result)
+        return result
 
-    def stream(
-        self, message: str, thread_id: str, user_id: str | None = None
-    ) -> Iterator[tuple[str, Any]]:
-        """Yield ("step", label) as nodes start, ("token", text) while the answer is written, then ("result", TurnResult)."""
+    def fingerprint(self) -> dict[str, Any]:
+        """What shaped this agent's decisions: settings, model, endpoint (no secret) and pack versions."""
+        return {
+            **self.context.fingerprint(),
+            "pack_versions": dict(get_resources(self.context.home).pack_versions),
+        }
+
+    def _record(self, message: str, graph_input: Any, result: TurnResult) -> None:
+        if self.transcripts is None:
+            return
+        resumed = isinstance(graph_input, Command)
+        config = self.fingerprint()
+        trace = result.trace()
+        turn = sum(1 for m in self.history(result.thread_id) if m["role"] == "user")
+        incoming = TranscriptEvent.CLARIFICATION_ANSWERED if resumed else TranscriptEvent.USER_MESSAGE
+        self.transcripts.append(make_record(incoming, result.thread_id, turn, message.strip(), config, trace))
+        outcome = {
+            "clarify": TranscriptEvent.CLARIFICATION_ASKED,
+            "refuse": TranscriptEvent.REFUSAL,
+        }.get(result.decision, TranscriptEvent.ANSWER)
+        extra: dict[str, Any] = {"decision": result.decision}
+        if result.question:
+            extra["question"] = result.question
+        self.transcripts.append(make_record(outcome, result.thread_id, turn, result.reply, config, trace, **extra))
+
+    def stream(self, message: str, thread_id: str, user_id: str | None = None) -> Iterator[tuple[str, Any]]:
+        """Yield ("step", label) as nodes start, ("token", text) while the answer is written,
+        then ("result", TurnResult)."""
         graph_input = self._input(message, thread_id, user_id)
         for mode, chunk in self.graph.stream(
             graph_input,
@@ -155,10 +215,12 @@ class EdgeAlign:
                     yield "step", STEP_LABELS[name]
             elif mode == "messages":
                 message_chunk, metadata = chunk
-                if metadata.get("langgraph_node") == "respond" and isinstance(message_chunk, AIMessageChunk):
-                    if message_chunk.content:
-                        yield "token", message_chunk.content
-        yield "result", self._result(thread_id)
+                from_answer = metadata.get("langgraph_node") == "respond"
+                if from_answer and isinstance(message_chunk, AIMessageChunk) and message_chunk.content:
+                    yield "token", message_chunk.content
+        result = self._result(thread_id)
+        self._record(message, graph_input, result)
+        yield "result", result
 
     def history(self, thread_id: str) -> list[dict[str, str]]:
         """The thread's messages as role/content pairs, for a UI to redraw after a reload."""

@@ -41,6 +41,7 @@ class State(InputState):
     values: NotRequired[dict[str, float]]
     active_values: NotRequired[list[str]]
     conflict: NotRequired[dict[str, Any]]
+    clarification: NotRequired[dict[str, Any]]  # probability, ClariQ-style need level, signals
     domain: NotRequired[dict[str, Any]]
     norms: NotRequired[list[dict[str, Any]]]
     normative: NotRequired[dict[str, Any]]

@@ -24,6 +24,10 @@ def checkpoints_path(home: Path) -> Path:
     return home / "checkpoints.sqlite"
 
 
+def profiles_path(home: Path) -> Path:
+    return home / "profiles.sqlite"
+
+
 def norm_index_path(home: Path) -> Path:
     return home / "norm-index"
 

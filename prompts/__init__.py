@@ -7,7 +7,7 @@ close or imitate a block, so they can never be read as instructions.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -23,13 +23,13 @@ _DELIMITER_LOOKALIKES = re.compile(
 )
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt(name: str) -> str:
     """The text of ``prompts/<name>``."""
     return (PROMPTS_DIR / name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_prompt_data(name: str) -> Any:
     """A YAML prompt file (question templates and the like), parsed."""
     return yaml.safe_load(load_prompt(name))

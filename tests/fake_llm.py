@@ -16,11 +16,9 @@ class UnexpectedLLMCallError(AssertionError):
 class ScriptedChatModel(GenericFakeChatModel):
     """Replies with the scripted texts in order, records every prompt, and raises when it runs out."""
 
-    prompts: list[Any] = []
-
     def __init__(self, replies: list[str]) -> None:
         super().__init__(messages=self._replies(list(replies)))
-        self.prompts = []
+        self.prompts: list[Any] = []
 
     @staticmethod
     def _replies(replies: list[str]) -> Iterator[AIMessage]:

@@ -49,7 +49,7 @@ def cmd_ask(args: argparse.Namespace) -> int:
     if result.question:
         for option in result.question.get("options", []):
             print(f"  - {option}")
-        print(f"\n(answer with: edge-align ask --thread {thread_id} \"<your answer>\")", file=sys.stderr)
+        print(f'\n(answer with: edge-align ask --thread {thread_id} "<your answer>")', file=sys.stderr)
     else:
         print(f"\n[{result.decision}] thread {thread_id}", file=sys.stderr)
     return 0
@@ -131,8 +131,8 @@ def cmd_norms(args: argparse.Namespace) -> int:
         )
         return 0
     if args.norms_command == "import-polis":
-        from memory.polis import import_polis, write_pack_yaml
         from memory.paths import home_dir
+        from memory.polis import import_polis, write_pack_yaml
 
         pack = import_polis(Path(args.directory))
         out = Path(args.out) if args.out else home_dir() / "packs" / f"{pack.id}.yaml"
@@ -191,13 +191,16 @@ def build_parser() -> argparse.ArgumentParser:
     polis.add_argument("--out", help="where to write the pack (default: <home>/packs/)")
     norms.set_defaults(handler=cmd_norms)
 
-    for register in _EXTRA_COMMANDS:
+    for register in _extra_commands():
         register(sub)
     return parser
 
 
-# Other modules add their subcommands here (evaluation, transcripts), keeping this file small.
-_EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+def _extra_commands() -> list[Callable[[Any], None]]:
+    """Subcommands that live in their own modules, keeping this file small."""
+    from ui import eval_commands, transcript_commands
+
+    return [eval_commands.register, transcript_commands.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -213,8 +216,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _report(problem: Exception) -> int:
     from agent.datasets import DatasetMissingError
+    from graphs.evaluation import CaseFileError
+    from memory.transcripts import TranscriptError
 
-    expected: tuple[type[BaseException], ...] = (UsageError, DatasetMissingError, FileNotFoundError)
+    expected: tuple[type[BaseException], ...] = (
+        UsageError,
+        DatasetMissingError,
+        FileNotFoundError,
+        CaseFileError,
+        TranscriptError,
+    )
     try:
         from graphs.context import ConfigError
         from graphs.nodes import InvalidMessageError

@@ -1,0 +1,43 @@
+"""Shared helpers for the benchmark scripts: a private data home and robust summaries."""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def private_home() -> Path:
+    """Benchmarks write into a fresh data home unless EDGE_ALIGN_HOME is set."""
+    if not os.environ.get("EDGE_ALIGN_HOME"):
+        os.environ["EDGE_ALIGN_HOME"] = tempfile.mkdtemp(prefix="edge-align-bench-")
+    return Path(os.environ["EDGE_ALIGN_HOME"])
+
+
+def summary(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {
+        "n": len(ordered),
+        "median_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(p95, 2),
+        "min_ms": round(ordered[0], 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def emit(name: str, results: dict[str, Any], out: str | None = None) -> None:
+    """Print the results as JSON, and write them to artifacts/bench/<name>.json."""
+    text = json.dumps(results, indent=2)
+    print(text)
+    target = Path(out) if out else ROOT / "artifacts" / "bench" / f"{name}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(text + "\n", encoding="utf-8")
