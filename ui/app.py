@@ -122,14 +122,18 @@ class TraceLog:
         return self.folder / f"{thread_id}.jsonl"
 
     def append(self, thread_id: str, message: str, result: TurnResult) -> dict[str, Any]:
-        record = {
-            "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "user": message,
-            "reply": result.reply,
-            "trace": trace_record(result),
-        }
-        with self._lock, self._path(thread_id).open("a", encoding="utf-8") as out:
-            out.write(json.dumps(record, ensure_ascii=False) + "\n")
+        """Log a finished turn; its trace gets the turn's number in the thread (1, 2, ...)."""
+        with self._lock:
+            path = self._path(thread_id)
+            turns = sum(1 for line in path.open(encoding="utf-8") if line.strip()) if path.exists() else 0
+            record = {
+                "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "user": message,
+                "reply": result.reply,
+                "trace": {**trace_record(result), "turn": turns + 1},
+            }
+            with path.open("a", encoding="utf-8") as out:
+                out.write(json.dumps(record, ensure_ascii=False) + "\n")
         return record
 
     def read(self, thread_id: str) -> list[dict[str, Any]]:
@@ -227,16 +231,19 @@ class DemoService:
         return view
 
     def run_turn(self, message: str, thread_id: str, context: Context) -> Iterator[tuple[str, Any]]:
-        """EdgeAlign.stream on the thread, one turn at a time per thread, logging the finished trace."""
+        """EdgeAlign.stream's events on the thread, then ("trace", record) once the turn is logged.
+
+        One turn at a time per thread: a second one meanwhile raises BusyThreadError.
+        """
         with self._running_lock:
             if thread_id in self._running:
                 raise BusyThreadError("I am still working on your previous message; please wait for it.")
             self._running.add(thread_id)
         try:
             for kind, payload in self._agent_for(context).stream(message, thread_id):
-                if kind == "result":
-                    self.traces.append(thread_id, message.strip(), payload)
                 yield kind, payload
+                if kind == "result":
+                    yield "trace", self.traces.append(thread_id, message.strip(), payload)["trace"]
         finally:
             with self._running_lock:
                 self._running.discard(thread_id)
@@ -452,7 +459,8 @@ def build_app(service: DemoService) -> gr.Blocks:
                             final["options"] = [{"value": str(o)} for o in options]
                         live[-1] = final
                         yield {chatbot: live}  # the reply first; the trace follows a moment later
-                        yield {**trace_outputs(trace_record(payload)), export: export_update(thread_id)}
+                    elif kind == "trace":
+                        yield {**trace_outputs(payload), export: export_update(thread_id)}
             except (InvalidMessageError, BusyThreadError) as problem:
                 live[-1] = {"role": "assistant", "content": f"⚠️ {problem}"}
                 yield {chatbot: live}

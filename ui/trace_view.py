@@ -184,8 +184,14 @@ def trace_summary_html(trace: Mapping[str, Any] | None) -> str:
     reason = str(trace.get("reason") or "")
     context = trace.get("known_context") or {}
     known = ", ".join(f"{escape(k)}: {escape(str(v))}" for k, v in sorted(context.items()) if v != "unknown")
+    turn = int(trace.get("turn") or 0)
+    timing = trace.get("decision_path_ms")
+    facts = [
+        f"turn {turn} of this conversation" if turn else "",
+        f"decision path {float(timing):.0f} ms" if timing is not None else "",
+    ]
     parts = [
-        '<div class="ea-trace">',
+        f'<div class="ea-trace" data-turn="{turn}" data-decision="{escape(decision)}">',
         f'<div class="ea-decision ea-decision-{escape(decision)}">{escape(label)}</div>',
         f'<p class="ea-reason">{escape(reason)}</p>' if reason else "",
         f'<p class="ea-muted">Known context: {known}</p>' if known else "",
@@ -193,6 +199,7 @@ def trace_summary_html(trace: Mapping[str, Any] | None) -> str:
         if trace.get("llm_error")
         else "",
         _uncertainty_html(trace),
+        f'<p class="ea-muted">{" · ".join(f for f in facts if f).capitalize()}</p>' if any(facts) else "",
         "</div>",
     ]
     return "".join(parts)
@@ -202,16 +209,7 @@ def trace_details_html(trace: Mapping[str, Any] | None) -> str:
     """The conflicting value pairs and the norms used, with their community, stance, support and pack."""
     if not trace:
         return ""
-    timing = trace.get("decision_path_ms")
-    parts = [
-        '<div class="ea-trace">',
-        _pairs_html(trace),
-        _norms_html(trace),
-        f'<p class="ea-muted">Decision path {float(timing):.0f} ms, measured on this turn.</p>'
-        if timing is not None
-        else "",
-        "</div>",
-    ]
+    parts = ['<div class="ea-trace">', _pairs_html(trace), _norms_html(trace), "</div>"]
     return "".join(parts)
 
 
