@@ -13,6 +13,7 @@ import http.client
 import json
 import socket
 import struct
+import sys
 import threading
 from dataclasses import dataclass
 from enum import StrEnum
@@ -59,6 +60,7 @@ class FaultProxy:
         self._fault = _Fault(FaultMode.PASS, 0.0, None, 4)
         self._faults_served = 0
         self.requests_seen = 0
+        self.unexpected_errors: list[str] = []
         self.stopping = threading.Event()
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
         self._server = _ProxyServer(("127.0.0.1", 0), _ProxyHandler, self)
@@ -139,6 +141,15 @@ class _ProxyServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], proxy: FaultProxy):
         self.proxy = proxy
         super().__init__(address, handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients hang up on kept-alive connections and on faults by design; anything else is a
+        # bug in the proxy, kept for the test to assert on.
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError | TimeoutError):
+            return
+        self.proxy.unexpected_errors.append(repr(error))
+        super().handle_error(request, client_address)
 
     def verify_request(self, request: Any, client_address: Any) -> bool:
         if self.proxy.mode is FaultMode.REFUSE:

@@ -41,3 +41,4 @@ def fault_proxy(embedded_llm: EmbeddedLlamaServer) -> Iterator[FaultProxy]:
     with FaultProxy(embedded_llm.base_url) as proxy:
         proxy.set_mode(FaultMode.PASS)
         yield proxy
+        assert not proxy.unexpected_errors, proxy.unexpected_errors
