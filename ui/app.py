@@ -304,6 +304,12 @@ class DemoService:
                     result = payload
         except (InvalidMessageError, BusyThreadError) as problem:
             raise gr.Error(str(problem), print_exception=False) from None
+        except Exception as problem:  # logged in full here; the client gets one clear line
+            log.exception("turn failed on thread %s", thread)
+            raise gr.Error(
+                f"The turn failed on the server ({type(problem).__name__}); the thread is kept, please retry.",
+                print_exception=False,
+            ) from None
         assert result is not None  # stream always ends with its result
         options = [str(o) for o in (result.question or {}).get("options", [])]
         return result.reply, thread, result.decision, options
