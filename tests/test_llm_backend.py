@@ -186,6 +186,20 @@ def test_default_settings_resolve_to_the_running_embedded_server(embedded_llm: E
 
 
 @pytest.mark.slow
+def test_an_endpoint_without_a_model_name_uses_the_one_it_lists(embedded_llm: EmbeddedLlamaServer) -> None:
+    resolved = resolve_settings(LLMSettings(base_url=embedded_llm.base_url))
+    assert resolved.model == embedded_llm.model_name
+
+
+def test_a_model_name_cannot_be_asked_of_a_dead_endpoint() -> None:
+    with pytest.raises(LLMUnavailableError) as failure:
+        resolve_settings(LLMSettings(base_url=f"http://127.0.0.1:{closed_port()}/v1", api_key=SECRET))
+    assert failure.value.kind is LLMFailure.UNREACHABLE
+    assert "EDGE_ALIGN_LLM_MODEL" in failure.value.user_message
+    assert_secret_absent(failure.value, failure.value.detail)
+
+
+@pytest.mark.slow
 def test_real_generation(embedded_llm_settings: LLMSettings) -> None:
     text = generate(make_chat_model(embedded_llm_settings), MESSAGES)
     assert len(text.split()) >= 2
