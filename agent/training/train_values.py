@@ -37,6 +37,7 @@ from agent.value_model import (
 from agent.values import VALUE_NAMES
 
 REPORT_FILE = MODELS_DIR / "values_report.json"
+FIGURE_FILE = MODELS_DIR.parent.parent / "docs" / "figures" / "value_f1.png"
 N_VALUES = len(VALUE_NAMES)
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.91, 0.01), 2)
 
@@ -488,6 +489,30 @@ def train(data_dir: str | None, config: TrainingConfig, out_dir: Path = MODELS_D
     return report
 
 
+def plot_per_value_f1(report: dict, path: Path) -> None:
+    """Bar chart of the validation F1 of each value for both scorers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    positions = np.arange(N_VALUES)
+    figure, axes = plt.subplots(figsize=(11, 4.5))
+    for offset, kind in ((-0.2, "zero_shot"), (0.2, "trained")):
+        metrics = report[kind]
+        scores = [metrics["validation_f1"][name] for name in VALUE_NAMES]
+        label = f"{kind.replace('_', '-')} (macro {metrics['validation_macro_f1']:.3f})"
+        axes.bar(positions + offset, scores, width=0.4, label=label)
+    axes.set_xticks(positions, VALUE_NAMES, rotation=60, ha="right", fontsize=8)
+    axes.set_ylabel("F1 on ValueEval validation")
+    axes.set_title("Value categories: F1 per value (thresholds tuned on validation)")
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def _print_summary(report: dict) -> None:
     for kind in ("zero_shot", "trained"):
         metrics = report[kind]
@@ -504,8 +529,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", default=None, help="data directory holding touche23_valueeval/")
     parser.add_argument("--out", default=str(MODELS_DIR), help="where to write the artefacts")
+    parser.add_argument("--figure", default=str(FIGURE_FILE), help="per-value F1 chart ('' for none)")
     args = parser.parse_args(argv)
     report = train(args.data, TrainingConfig(), Path(args.out))
+    if args.figure:
+        plot_per_value_f1(report, Path(args.figure))
     _print_summary(report)
 
 
