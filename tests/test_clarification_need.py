@@ -1,0 +1,174 @@
+"""The clarification-need model and the clarifying-question ranker, tested with the real encoder."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from agent.clarification_need import (
+    ClarificationNeedModel,
+    ClarifyModelMissingError,
+    ambignq_split,
+    evaluate_ambignq_heldout,
+    evaluate_clariq,
+    load_ambignq,
+    load_clarification_model,
+)
+from agent.datasets import DatasetMissingError, dataset_dir
+from agent.encoder import load_encoder
+from agent.question_bank import QuestionBank, QuestionBankMissingError, RankedQuestion
+
+# Floors set a little under the numbers measured by `python -m agent.training.train_clarification`
+# (see agent/models/CLARIFY_MODEL.md): they catch a broken model, not noise.
+CLARIQ_DEV_WEIGHTED_F1_FLOOR = 0.40
+AMBIGNQ_AUROC_FLOOR = 0.60
+ECE_BOUND = 0.06
+RECALL30_FLOOR = 0.70
+
+AMBIGUOUS = ["Tell me about jaguar", "Is it safe there?", "what's the best one"]
+SPECIFIED = "What is the boiling point of water at sea level in Celsius?"
+
+
+def _has_data(name: str) -> bool:
+    try:
+        dataset_dir(name)
+    except DatasetMissingError:
+        return False
+    return True
+
+
+needs_clariq = pytest.mark.skipif(not _has_data("clariq"), reason="ClariQ data directory not available")
+needs_ambignq = pytest.mark.skipif(not _has_data("ambignq"), reason="AmbigNQ data directory not available")
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return load_encoder()
+
+
+@pytest.fixture(scope="module")
+def model() -> ClarificationNeedModel:
+    return load_clarification_model()
+
+
+def test_artefact_loads_and_is_small(model: ClarificationNeedModel) -> None:
+    from agent.clarification_need import ARRAYS_FILE, META_FILE, MODELS_DIR
+
+    assert model.meta["signal_names"]
+    assert (MODELS_DIR / ARRAYS_FILE).stat().st_size + (MODELS_DIR / META_FILE).stat().st_size < 2_000_000
+
+
+def test_missing_artefact_says_run_make_train(tmp_path: Path) -> None:
+    with pytest.raises(ClarifyModelMissingError, match="make train"):
+        ClarificationNeedModel.from_files(tmp_path / "none.npz", tmp_path / "none.json")
+
+
+def test_probabilities_are_in_unit_interval(model: ClarificationNeedModel, encoder) -> None:
+    texts = [*AMBIGUOUS, SPECIFIED, "", "?", "a " * 300, "Who won the 2014 FIFA World Cup final?"]
+    for text, emb in zip(texts, encoder.encode(texts), strict=True):
+        p = model.probability(text, emb)
+        assert 0.0 <= p <= 1.0
+        assert model.need_level(text, emb) in (1, 2, 3, 4)
+
+
+def test_ambiguous_requests_score_above_a_fully_specified_one(model: ClarificationNeedModel, encoder) -> None:
+    embs = encoder.encode([*AMBIGUOUS, SPECIFIED])
+    specified = model.probability(SPECIFIED, embs[-1])
+    for text, emb in zip(AMBIGUOUS, embs[:-1], strict=True):
+        assert model.probability(text, emb) > specified + 0.1, text
+    assert model.need_level(SPECIFIED, embs[-1]) <= 2
+
+
+def test_named_signals_fire_on_their_cases(model: ClarificationNeedModel) -> None:
+    assert model.signals("Is it safe there?")["unresolved_referent"] == 1.0
+    assert model.signals("what's the best one")["superlative_without_criterion"] == 1.0
+    assert model.signals("what is the best laptop for video editing under $1000")["superlative_without_criterion"] == 0.0
+    assert model.signals("Should I take ibuprofen?")["personal_circumstances"] == 1.0
+    assert model.signals("Tell me about jaguar")["bare_short_topic"] == 1.0
+    assert model.signals(SPECIFIED)["unresolved_referent"] == 0.0
+
+
+def test_probability_rejects_a_wrong_embedding_shape(model: ClarificationNeedModel) -> None:
+    with pytest.raises(ValueError):
+        model.probability("hello", np.zeros(10, dtype=np.float32))
+
+
+def test_one_message_costs_under_two_ms(model: ClarificationNeedModel, encoder) -> None:
+    emb = encoder.encode(["Tell me about jaguar"])[0]
+    model.probability("warm up", emb)
+    started = time.perf_counter()
+    for _ in range(200):
+        model.probability("Tell me about jaguar", emb)
+    assert (time.perf_counter() - started) / 200 < 0.002
+
+
+@needs_clariq
+def test_clariq_dev_weighted_f1_meets_measured_floor(model: ClarificationNeedModel, encoder) -> None:
+    result = evaluate_clariq(model, "dev", encoder=encoder)
+    assert result["n"] == 50
+    assert result["weighted_f1"] >= CLARIQ_DEV_WEIGHTED_F1_FLOOR
+    assert result["weighted_f1"] > result["constant_level2_f1"]
+    assert result["auroc_need_ge_3"] > 0.6
+
+
+@needs_ambignq
+def test_ambignq_heldout_beats_chance_and_split_is_fixed(model: ClarificationNeedModel, encoder) -> None:
+    questions = load_ambignq()
+    train, held = ambignq_split(questions)
+    assert not set(train) & set(held) and len(held) == round(0.2 * 4749) + round(0.2 * 5287)
+    result = evaluate_ambignq_heldout(model, encoder=encoder)
+    assert result["auroc"] >= AMBIGNQ_AUROC_FLOOR
+    assert result["accuracy"] > result["majority_rate"]
+
+
+@needs_ambignq
+@needs_clariq
+def test_calibration_error_on_heldout_is_small(model: ClarificationNeedModel, encoder) -> None:
+    from agent.clarification_need import load_clariq_topics
+    from agent.training.train_clarification import expected_calibration_error
+
+    questions = load_ambignq()
+    _, held = ambignq_split(questions)
+    texts = [questions[i].question for i in held]
+    labels = [int(questions[i].ambiguous) for i in held]
+    dev = load_clariq_topics("dev")
+    texts += [t.request for t in dev]
+    labels += [int(t.need >= 3) for t in dev]
+    probs = model.probabilities(texts, encoder.encode(texts))
+    assert expected_calibration_error(probs, np.array(labels)) < ECE_BOUND
+
+
+# ----------------------------------------------------------------------------------------------------
+# Question bank.
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_question_bank_missing_data_raises_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(QuestionBankMissingError, match="clariq"):
+        QuestionBank.load(data_dir=tmp_path)
+
+
+@needs_clariq
+def test_question_bank_ranks_and_caches(tmp_path: Path, encoder) -> None:
+    bank = QuestionBank.load(encoder=encoder, cache_dir=tmp_path)
+    assert list(tmp_path.glob("question_bank_*.npy")), "bank embeddings were not cached"
+    started = time.perf_counter()
+    QuestionBank.load(encoder=encoder, cache_dir=tmp_path)
+    assert time.perf_counter() - started < 5.0  # second start-up reads the cache
+    text = "Tell me about kiwi"  # a ClariQ dev topic
+    ranked = bank.rank(text, encoder.encode([text])[0], k=30)
+    assert len(ranked) == 30 and all(isinstance(r, RankedQuestion) for r in ranked)
+    assert [r.score for r in ranked] == sorted((r.score for r in ranked), reverse=True)
+    assert all("kiwi" in r.text.lower() for r in ranked[:5])
+
+
+@needs_clariq
+def test_question_bank_recall_at_30_beats_bm25_on_dev(encoder) -> None:
+    from agent.question_bank import evaluate_recall
+
+    result = evaluate_recall(QuestionBank.load(encoder=encoder), "dev", encoder=encoder)
+    assert result["fused"]["recall@30"] >= RECALL30_FLOOR
+    assert result["fused"]["recall@30"] > result["bm25_only"]["recall@30"]
