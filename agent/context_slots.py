@@ -15,17 +15,58 @@ from agent.vocabulary import ContextSlot
 _AGE = re.compile(r"\b(\d{1,2})[- ]?(?:year|yr)s?[- ]?old\b", re.IGNORECASE)
 _PATTERNS: list[tuple[ContextSlot, str, re.Pattern[str]]] = [
     (ContextSlot.AGE, "minor", re.compile(r"\b(toddler|baby|infant|teen(ager)?|kid|child(ren)?|minor)s?\b", re.I)),
-    (ContextSlot.ROLE, "parent", re.compile(r"\bmy (little |teenage |young )?(daughter|son|child|kid|teen|teenager|children|kids)\b", re.I)),
-    (ContextSlot.ROLE, "employer", re.compile(r"\bmy (employees?|staff|team members?|workers?|direct reports?)\b", re.I)),
+    (
+        ContextSlot.ROLE,
+        "parent",
+        re.compile(r"\bmy (little |teenage |young )?(daughter|son|child|kid|teen|teenager|children|kids)\b", re.I),
+    ),
+    (
+        ContextSlot.ROLE,
+        "employer",
+        re.compile(r"\bmy (employees?|staff|team members?|workers?|direct reports?)\b", re.I),
+    ),
     (ContextSlot.ROLE, "employee", re.compile(r"\bmy (boss|manager|employer|supervisor)\b", re.I)),
     (ContextSlot.ROLE, "patient", re.compile(r"\bmy (doctor|gp|physician|prescription|medication)\b", re.I)),
-    (ContextSlot.RELATIONSHIP, "ex-partner", re.compile(r"\bmy ex([- ](partner|wife|husband|girlfriend|boyfriend))?\b", re.I)),
-    (ContextSlot.RELATIONSHIP, "partner", re.compile(r"\bmy (wife|husband|partner|girlfriend|boyfriend|spouse|fianc[eé]e?)\b", re.I)),
-    (ContextSlot.RELATIONSHIP, "family", re.compile(r"\bmy (mother|mom|mum|father|dad|sister|brother|grandmother|grandfather|aunt|uncle|daughter|son|child|parents?)\b", re.I)),
-    (ContextSlot.RELATIONSHIP, "colleague", re.compile(r"\bmy (colleague|co-?worker|employees?|boss|manager)s?\b", re.I)),
+    (
+        ContextSlot.RELATIONSHIP,
+        "ex-partner",
+        re.compile(r"\bmy ex([- ](partner|wife|husband|girlfriend|boyfriend))?\b", re.I),
+    ),
+    (
+        ContextSlot.RELATIONSHIP,
+        "partner",
+        re.compile(r"\bmy (wife|husband|partner|girlfriend|boyfriend|spouse|fianc[eé]e?)\b", re.I),
+    ),
+    (
+        ContextSlot.RELATIONSHIP,
+        "family",
+        re.compile(
+            r"\bmy (mother|mom|mum|father|dad|sister|brother|grandmother|grandfather|aunt|uncle|daughter|son|child|parents?)\b",
+            re.I,
+        ),
+    ),
+    (
+        ContextSlot.RELATIONSHIP,
+        "colleague",
+        re.compile(r"\bmy (colleague|co-?worker|employees?|boss|manager)s?\b", re.I),
+    ),
     (ContextSlot.RELATIONSHIP, "friend", re.compile(r"\bmy (best )?friends?\b", re.I)),
-    (ContextSlot.CONSENT, "no", re.compile(r"\b(without (her|him|them|their|his) (knowing|knowledge|consent|permission)|secretly|behind (her|his|their) back|without telling)\b", re.I)),
-    (ContextSlot.CONSENT, "yes", re.compile(r"\b(with (her|his|their) (consent|permission)|(she|he|they) (asked|agreed|consented)|gave me permission)\b", re.I)),
+    (
+        ContextSlot.CONSENT,
+        "no",
+        re.compile(
+            r"\b(without (her|him|them|their|his) (knowing|knowledge|consent|permission)|secretly|behind (her|his|their) back|without telling)\b",
+            re.I,
+        ),
+    ),
+    (
+        ContextSlot.CONSENT,
+        "yes",
+        re.compile(
+            r"\b(with (her|his|their) (consent|permission)|(she|he|they) (asked|agreed|consented)|gave me permission)\b",
+            re.I,
+        ),
+    ),
     (ContextSlot.PURPOSE, "safety", re.compile(r"\b(safe|safety|in danger|protect)\b", re.I)),
 ]
 

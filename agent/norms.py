@@ -139,9 +139,7 @@ def disagreement_score(norms: Sequence[NormEvidence]) -> float:
     return float(min(1.0, max(spread, contested)))
 
 
-def judge_norms(
-    norms: Sequence[NormEvidence], context: Mapping[str, str], relevance_floor: float
-) -> NormJudgement:
+def judge_norms(norms: Sequence[NormEvidence], context: Mapping[str, str], relevance_floor: float) -> NormJudgement:
     """Keep the relevant norms the known context does not rule out, and summarise them."""
     close = relevant(norms, relevance_floor)
     applicable = [n for n in close if not contradicts(n, context)]

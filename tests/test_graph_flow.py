@@ -19,7 +19,14 @@ def make_agent(replies: list[str], **settings: object) -> tuple[EdgeAlign, Scrip
 
 def test_package_exports_compiled_graph_and_builder() -> None:
     assert set(graph.get_graph().nodes) >= {
-        "begin_turn", "detect_conflict", "retrieve_norms", "check_constraints", "decide", "clarify", "respond", "refuse"
+        "begin_turn",
+        "detect_conflict",
+        "retrieve_norms",
+        "check_constraints",
+        "decide",
+        "clarify",
+        "respond",
+        "refuse",
     }
     assert builder.compile() is not graph
 
