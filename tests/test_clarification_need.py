@@ -22,11 +22,11 @@ from agent.encoder import load_encoder
 from agent.question_bank import QuestionBank, QuestionBankMissingError, RankedQuestion
 
 # Floors set a little under the numbers measured by `python -m agent.training.train_clarification`
-# (see agent/models/CLARIFY_MODEL.md): they catch a broken model, not noise.
-CLARIQ_DEV_WEIGHTED_F1_FLOOR = 0.40
-AMBIGNQ_AUROC_FLOOR = 0.60
-ECE_BOUND = 0.06
-RECALL30_FLOOR = 0.70
+# (agent/models/CLARIFY_MODEL.md): they catch a broken model, not noise.
+CLARIQ_DEV_WEIGHTED_F1_FLOOR = 0.40  # measured 0.421
+AMBIGNQ_AUROC_FLOOR = 0.58  # measured 0.603
+ECE_BOUND = 0.06  # measured 0.030 (AmbigNQ held-out + ClariQ dev)
+RECALL30_FLOOR = 0.70  # measured 0.757 (BM25 alone 0.657)
 
 AMBIGUOUS = ["Tell me about jaguar", "Is it safe there?", "what's the best one"]
 SPECIFIED = "What is the boiling point of water at sea level in Celsius?"
