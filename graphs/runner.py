@@ -19,9 +19,8 @@ from graphs.context import Context
 from graphs.graph import compile_graph
 from graphs.nodes import InvalidMessageError, check_message
 from graphs.resources import get_resources
-from memory.checkpoints import open_sqlite_saver
-from memory.paths import checkpoints_path, home_dir, profiles_path, transcripts_dir
-from memory.profiles import open_sqlite_store
+from memory.backends import open_checkpointer, open_store
+from memory.paths import home_dir, transcripts_dir
 from memory.transcripts import TranscriptEvent, TranscriptWriter, make_record
 
 RECORD_ENV = "EDGE_ALIGN_RECORD"
@@ -131,9 +130,9 @@ class EdgeAlign:
             record = os.environ.get(RECORD_ENV, "1") not in ("0", "false", "no")
         self.transcripts = TranscriptWriter(transcripts_dir(home_dir(self.context.home))) if record else None
         if checkpointer is None:
-            checkpointer = open_sqlite_saver(checkpoints_path(home_dir(self.context.home)))
+            checkpointer = open_checkpointer(home_dir(self.context.home))
         if store is None:
-            store = open_sqlite_store(profiles_path(home_dir(self.context.home)))
+            store = open_store(home_dir(self.context.home))
         self.checkpointer = checkpointer
         self.store = store
         self.graph = compile_graph(checkpointer=checkpointer, store=store)
