@@ -44,9 +44,28 @@ needs_clariq = pytest.mark.skipif(not _has_data("clariq"), reason="ClariQ data d
 needs_ambignq = pytest.mark.skipif(not _has_data("ambignq"), reason="AmbigNQ data directory not available")
 
 
+class _MemoisingEncoder:
+    """The real encoder, remembering whole batches: several tests embed the same held-out set."""
+
+    def __init__(self) -> None:
+        self._inner = load_encoder()
+        self._seen: dict[tuple[str, ...], np.ndarray] = {}
+
+    def encode(self, texts):
+        key = tuple(texts)
+        if key not in self._seen:
+            self._seen[key] = self._inner.encode(list(texts))
+        return self._seen[key]
+
+
 @pytest.fixture(scope="module")
-def encoder():
-    return load_encoder()
+def encoder() -> _MemoisingEncoder:
+    return _MemoisingEncoder()
+
+
+@pytest.fixture(scope="module")
+def bank(encoder) -> QuestionBank:
+    return QuestionBank.load(encoder=encoder)
 
 
 @pytest.fixture(scope="module")
@@ -134,10 +153,11 @@ def test_calibration_error_on_heldout_is_small(model: ClarificationNeedModel, en
     _, held = ambignq_split(questions)
     texts = [questions[i].question for i in held]
     labels = [int(questions[i].ambiguous) for i in held]
-    dev = load_clariq_topics("dev")
-    texts += [t.request for t in dev]
-    labels += [int(t.need >= 3) for t in dev]
-    probs = model.probabilities(texts, encoder.encode(texts))
+    dev = [t.request for t in load_clariq_topics("dev")]
+    probs = np.concatenate(
+        [model.probabilities(texts, encoder.encode(texts)), model.probabilities(dev, encoder.encode(dev))]
+    )
+    labels += [int(t.need >= 3) for t in load_clariq_topics("dev")]
     assert expected_calibration_error(probs, np.array(labels)) < ECE_BOUND
 
 
@@ -152,12 +172,15 @@ def test_question_bank_missing_data_raises_a_clear_error(tmp_path: Path) -> None
 
 
 @needs_clariq
-def test_question_bank_ranks_and_caches(tmp_path: Path, encoder) -> None:
-    bank = QuestionBank.load(encoder=encoder, cache_dir=tmp_path)
-    assert list(tmp_path.glob("question_bank_*.npy")), "bank embeddings were not cached"
+def test_question_bank_ranks_and_caches(bank: QuestionBank, encoder) -> None:
+    from agent.question_bank import BANK_FILE, DEFAULT_CACHE_DIR, _file_sha256
+
+    sha = _file_sha256(dataset_dir("clariq") / BANK_FILE)
+    assert (DEFAULT_CACHE_DIR / f"question_bank_{sha[:32]}.npy").is_file(), "bank embeddings were not cached"
     started = time.perf_counter()
-    QuestionBank.load(encoder=encoder, cache_dir=tmp_path)
-    assert time.perf_counter() - started < 5.0  # second start-up reads the cache
+    again = QuestionBank.load(encoder=encoder)
+    assert time.perf_counter() - started < 5.0  # a second start-up reads the cache
+    assert np.array_equal(again.embeddings, bank.embeddings)
     text = "Tell me about kiwi"  # a ClariQ dev topic
     ranked = bank.rank(text, encoder.encode([text])[0], k=30)
     assert len(ranked) == 30 and all(isinstance(r, RankedQuestion) for r in ranked)
@@ -166,9 +189,9 @@ def test_question_bank_ranks_and_caches(tmp_path: Path, encoder) -> None:
 
 
 @needs_clariq
-def test_question_bank_recall_at_30_beats_bm25_on_dev(encoder) -> None:
+def test_question_bank_recall_at_30_beats_bm25_on_dev(bank: QuestionBank, encoder) -> None:
     from agent.question_bank import evaluate_recall
 
-    result = evaluate_recall(QuestionBank.load(encoder=encoder), "dev", encoder=encoder)
+    result = evaluate_recall(bank, "dev", encoder=encoder)
     assert result["fused"]["recall@30"] >= RECALL30_FLOOR
     assert result["fused"]["recall@30"] > result["bm25_only"]["recall@30"]
