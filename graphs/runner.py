@@ -24,6 +24,9 @@ from memory.paths import home_dir, transcripts_dir
 from memory.transcripts import TranscriptEvent, TranscriptWriter, make_record
 
 RECORD_ENV = "EDGE_ALIGN_RECORD"
+# Each step's checkpoint is written before the next step starts: with LangGraph's default ("async")
+# a process killed during analysis lost the whole turn, the user's message included.
+DURABILITY = "sync"
 
 STEP_LABELS = {
     "begin_turn": "reading your message…",
@@ -168,9 +171,23 @@ class EdgeAlign:
         """Run one turn; raises InvalidMessageError (with the text to show) for empty or huge input."""
         thread_id = thread_id or new_thread_id()
         graph_input = self._input(message, thread_id, user_id)
-        self.graph.invoke(graph_input, self._config(thread_id), context=self.context)
+        turn = self._record_incoming(message, graph_input, thread_id)
+        self.graph.invoke(graph_input, self._config(thread_id), context=self.context, durability=DURABILITY)
         result = self._result(thread_id)
-        self._record(message, graph_input, result)
+        self._record_outcome(turn, result)
+        return result
+
+    def resume(self, thread_id: str) -> TurnResult | None:
+        """Finish a turn a crash cut short, from its last checkpoint; None when no turn is unfinished.
+
+        A thread paused on a clarifying question is not unfinished: it waits for the user's answer.
+        """
+        snapshot = self.graph.get_state(self._config(thread_id))
+        if not snapshot.next or snapshot.interrupts:
+            return None
+        self.graph.invoke(None, self._config(thread_id), context=self.context, durability=DURABILITY)
+        result = self._result(thread_id)
+        self._record_outcome(self._user_turns(thread_id), result)
         return result
 
     def fingerprint(self) -> dict[str, Any]:
@@ -180,15 +197,26 @@ class EdgeAlign:
             "pack_versions": dict(get_resources(self.context.home).pack_versions),
         }
 
-    def _record(self, message: str, graph_input: Any, result: TurnResult) -> None:
+    def _user_turns(self, thread_id: str) -> int:
+        return sum(1 for m in self.history(thread_id) if m["role"] == "user")
+
+    def _record_incoming(self, message: str, graph_input: Any, thread_id: str) -> int:
+        """Write the accepted message before the graph runs, so a crash mid-turn cannot lose it.
+
+        Returns the turn's number (user messages on the thread, this one included).
+        """
+        turn = self._user_turns(thread_id) + 1
+        if self.transcripts is not None:
+            resumed = isinstance(graph_input, Command)
+            incoming = TranscriptEvent.CLARIFICATION_ANSWERED if resumed else TranscriptEvent.USER_MESSAGE
+            self.transcripts.append(make_record(incoming, thread_id, turn, message.strip(), self.fingerprint()))
+        return turn
+
+    def _record_outcome(self, turn: int, result: TurnResult) -> None:
         if self.transcripts is None:
             return
-        resumed = isinstance(graph_input, Command)
         config = self.fingerprint()
         trace = result.trace()
-        turn = sum(1 for m in self.history(result.thread_id) if m["role"] == "user")
-        incoming = TranscriptEvent.CLARIFICATION_ANSWERED if resumed else TranscriptEvent.USER_MESSAGE
-        self.transcripts.append(make_record(incoming, result.thread_id, turn, message.strip(), config, trace))
         outcome = {
             "clarify": TranscriptEvent.CLARIFICATION_ASKED,
             "refuse": TranscriptEvent.REFUSAL,
@@ -202,11 +230,13 @@ class EdgeAlign:
         """Yield ("step", label) as nodes start, ("token", text) while the answer is written,
         then ("result", TurnResult)."""
         graph_input = self._input(message, thread_id, user_id)
+        turn = self._record_incoming(message, graph_input, thread_id)
         for mode, chunk in self.graph.stream(
             graph_input,
             self._config(thread_id),
             context=self.context,
             stream_mode=["messages", "debug"],
+            durability=DURABILITY,
         ):
             if mode == "debug" and isinstance(chunk, dict) and chunk.get("type") == "task":
                 name = chunk.get("payload", {}).get("name", "")
@@ -218,7 +248,7 @@ class EdgeAlign:
                 if from_answer and isinstance(message_chunk, AIMessageChunk) and message_chunk.content:
                     yield "token", message_chunk.content
         result = self._result(thread_id)
-        self._record(message, graph_input, result)
+        self._record_outcome(turn, result)
         yield "result", result
 
     def history(self, thread_id: str) -> list[dict[str, str]]:
