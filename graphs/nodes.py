@@ -50,7 +50,9 @@ def message_text(message: BaseMessage) -> str:
 
 def check_message(text: str, limit: int) -> str:
     """The message stripped, or an InvalidMessageError with the text the user should see."""
-    cleaned = text.strip()
+    # Lone surrogates (undecodable bytes from a terminal, "\ud800" escapes in JSON) cannot be written
+    # as UTF-8: stored as they are, they crashed the transcript writer. They become "?".
+    cleaned = text.encode("utf-8", "replace").decode("utf-8").strip()
     if not cleaned:
         raise InvalidMessageError(load_prompt_data("messages.yaml")["empty_message"])
     if len(cleaned) > limit:

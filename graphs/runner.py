@@ -154,10 +154,10 @@ class EdgeAlign:
         return None
 
     def _input(self, message: str, thread_id: str, user_id: str | None) -> Any:
-        check_message(message, self.context.max_message_chars)
+        cleaned = check_message(message, self.context.max_message_chars)
         if self.pending_question(thread_id) is not None:
-            return Command(resume=message.strip())
-        payload: dict[str, Any] = {"messages": [HumanMessage(message.strip())]}
+            return Command(resume=cleaned)
+        payload: dict[str, Any] = {"messages": [HumanMessage(cleaned)]}
         if user_id:
             payload["user_id"] = user_id
         return payload
@@ -171,7 +171,7 @@ class EdgeAlign:
         """Run one turn; raises InvalidMessageError (with the text to show) for empty or huge input."""
         thread_id = thread_id or new_thread_id()
         graph_input = self._input(message, thread_id, user_id)
-        turn = self._record_incoming(message, graph_input, thread_id)
+        turn = self._record_incoming(graph_input, thread_id)
         self.graph.invoke(graph_input, self._config(thread_id), context=self.context, durability=DURABILITY)
         result = self._result(thread_id)
         self._record_outcome(turn, result)
@@ -200,7 +200,7 @@ class EdgeAlign:
     def _user_turns(self, thread_id: str) -> int:
         return sum(1 for m in self.history(thread_id) if m["role"] == "user")
 
-    def _record_incoming(self, message: str, graph_input: Any, thread_id: str) -> int:
+    def _record_incoming(self, graph_input: Any, thread_id: str) -> int:
         """Write the accepted message before the graph runs, so a crash mid-turn cannot lose it.
 
         Returns the turn's number (user messages on the thread, this one included).
@@ -209,7 +209,8 @@ class EdgeAlign:
         if self.transcripts is not None:
             resumed = isinstance(graph_input, Command)
             incoming = TranscriptEvent.CLARIFICATION_ANSWERED if resumed else TranscriptEvent.USER_MESSAGE
-            self.transcripts.append(make_record(incoming, thread_id, turn, message.strip(), self.fingerprint()))
+            text = str(graph_input.resume if resumed else graph_input["messages"][0].content)
+            self.transcripts.append(make_record(incoming, thread_id, turn, text, self.fingerprint()))
         return turn
 
     def _record_outcome(self, turn: int, result: TurnResult) -> None:
@@ -230,7 +231,7 @@ class EdgeAlign:
         """Yield ("step", label) as nodes start, ("token", text) while the answer is written,
         then ("result", TurnResult)."""
         graph_input = self._input(message, thread_id, user_id)
-        turn = self._record_incoming(message, graph_input, thread_id)
+        turn = self._record_incoming(graph_input, thread_id)
         for mode, chunk in self.graph.stream(
             graph_input,
             self._config(thread_id),
