@@ -93,6 +93,10 @@ class ConstraintBookSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     match_threshold: float = Field(gt=0.0, le=1.0)
+    # At or above this score a match is acted on as declared; between match_threshold and here it is
+    # uncertain, and a "refuse" it would demand becomes a clarifying question (a redirect, being
+    # harmless to the user, stays a redirect).
+    confident_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     scoring: ScoringSpec = ScoringSpec()
     # Benign requests that share words or topics with the constraints; they only ever lower scores.
     benign_exemplars: tuple[str, ...] = ()
@@ -141,6 +145,7 @@ class ConstraintMatch:
     score: float
     explanation: str
     safe_alternative: str | None
+    tentative: bool = False  # a borderline match: it may only ask for clarification
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -150,6 +155,7 @@ class ConstraintMatch:
             "score": round(self.score, 4),
             "explanation": self.explanation,
             "safe_alternative": self.safe_alternative,
+            "tentative": self.tentative,
         }
 
 
@@ -189,6 +195,7 @@ class ConstraintReport:
                     score=float(m["score"]),
                     explanation=m["explanation"],
                     safe_alternative=m.get("safe_alternative"),
+                    tentative=bool(m.get("tentative", False)),
                 )
                 for m in data["matches"]
             ),
@@ -201,9 +208,7 @@ class ConstraintReport:
         return {
             "threshold": self.threshold,
             "tier_count": self.tier_count,
-            "near_miss_similarity": None
-            if self.near_miss_similarity is None
-            else round(self.near_miss_similarity, 4),
+            "near_miss_similarity": None if self.near_miss_similarity is None else round(self.near_miss_similarity, 4),
             "checked": [score.to_dict() for score in self.checked],
             "matches": [match.to_dict() for match in self.matches],
         }
@@ -314,10 +319,22 @@ class ConstraintBook:
             ConstraintScore(c.id, tier, float(score))
             for c, tier, score in zip(self.constraints, self.tiers, values, strict=True)
         )
+        confident = self.spec.confident_threshold or threshold
         matches = [
-            ConstraintMatch(c.id, tier, c.action, float(score), c.explanation, c.safe_alternative)
+            ConstraintMatch(
+                c.id,
+                tier,
+                ConstraintAction.REQUIRE_CLARIFICATION
+                if borderline and c.action == ConstraintAction.REFUSE
+                else c.action,
+                float(score),
+                c.explanation,
+                c.safe_alternative,
+                tentative=borderline,
+            )
             for c, tier, score in zip(self.constraints, self.tiers, values, strict=True)
             if score >= bar
+            for borderline in [bool(score < confident)]
         ]
         matches.sort(key=lambda match: (match.tier, -match.score))
         return ConstraintReport(checked, tuple(matches), threshold, self.tier_count, near_miss)

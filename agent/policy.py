@@ -35,6 +35,7 @@ class PolicyThresholds:
     """Where the policy's measured signals turn into actions (see ARCHITECTURE.md for their origin)."""
 
     clarification_need: float = 0.5
+    intent_level: int = 4  # ClariQ's "clarification necessary"
     question_value: float = 0.2  # minimal expected change of the response that a question must buy
     disagreement: float = 0.5
 
@@ -45,6 +46,7 @@ class PolicyInputs:
     conflict_score: float
     conflict_detected: bool
     clarification_need: float
+    need_level: int
     norms: NormJudgement
     relevant_norms: Sequence[NormEvidence]
     known_context: Mapping[str, str]
@@ -169,7 +171,10 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
             question_values=values,
             constraint_choice=choice,
         )
-    if budget_left and inputs.clarification_need >= thresholds.clarification_need and INTENT not in inputs.asked_about:
+    ambiguous = (
+        inputs.clarification_need >= thresholds.clarification_need and inputs.need_level >= thresholds.intent_level
+    )
+    if budget_left and ambiguous and INTENT not in inputs.asked_about:
         return PolicyOutcome(
             decision=Decision.CLARIFY,
             reason=f"The request can be read several ways (clarification need {inputs.clarification_need:.2f}).",

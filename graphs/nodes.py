@@ -202,6 +202,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             conflict_score=float(state["conflict"]["score"]),
             conflict_detected=bool(state["conflict"]["detected"]),
             clarification_need=float(state["uncertainty"]["clarification_need"]),
+            need_level=int(state["clarification"]["need_level"]),
             norms=judgement,
             relevant_norms=[n for n in norms if n.similarity >= ctx.relevance_floor],
             known_context=context,

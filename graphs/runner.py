@@ -128,6 +128,7 @@ class EdgeAlign:
         record: bool | None = None,
     ) -> None:
         self.context = context or Context.from_env()
+        get_resources(self.context.home)  # load models before the first turn, so its timings are the turn's own
         self.chat_model = chat_model  # None: the endpoint the context configures
         if record is None:
             record = os.environ.get(RECORD_ENV, "1") not in ("0", "false", "no")

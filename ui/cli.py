@@ -198,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules, keeping this file small."""
-    from ui import eval_commands, transcript_commands
+    from ui import data_commands, eval_commands, transcript_commands
 
-    return [eval_commands.register, transcript_commands.register]
+    return [eval_commands.register, transcript_commands.register, data_commands.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -214,32 +214,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(problem)
 
 
+def _expected_errors() -> tuple[type[BaseException], ...]:
+    """The error types that carry a message meant for the user (imported lazily, each on its own)."""
+    import importlib
+
+    found: list[type[BaseException]] = [UsageError, FileNotFoundError]
+    for module, name in (
+        ("agent.datasets", "DatasetMissingError"),
+        ("graphs.context", "ConfigError"),
+        ("graphs.nodes", "InvalidMessageError"),
+        ("graphs.evaluation", "CaseFileError"),
+        ("memory.transcripts", "TranscriptError"),
+        ("memory.norm_pack", "NormPackError"),
+        ("agent.llm", "LLMConfigError"),
+    ):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except Exception:  # a broken module must not hide the error being reported
+            continue
+    return tuple(found)
+
+
 def _report(problem: Exception) -> int:
-    from agent.datasets import DatasetMissingError
-    from graphs.evaluation import CaseFileError
-    from memory.transcripts import TranscriptError
-
-    expected: tuple[type[BaseException], ...] = (
-        UsageError,
-        DatasetMissingError,
-        FileNotFoundError,
-        CaseFileError,
-        TranscriptError,
-    )
-    try:
-        from graphs.context import ConfigError
-        from graphs.nodes import InvalidMessageError
-
-        expected += (ConfigError, InvalidMessageError)
-    except ImportError:
-        pass
-    try:
-        from memory.norm_pack import NormPackError
-
-        expected += (NormPackError,)
-    except ImportError:
-        pass
-    if isinstance(problem, expected):
+    if isinstance(problem, _expected_errors()):
         print(f"edge-align: {problem}", file=sys.stderr)
         return 2
     print(f"edge-align: unexpected error ({type(problem).__name__}): {problem}", file=sys.stderr)
