@@ -354,7 +354,7 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         except LLMUnavailableError as failure:
             from string import Template
 
-            error = failure.kind
+            error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
             text = Template(load_prompt_data("messages.yaml")["llm_failed"]).substitute(problem=failure.user_message)
     reply = "\n\n".join(part for part in [text, *extras] if part)
     return {
