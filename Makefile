@@ -45,6 +45,7 @@ bench: install
 	$(PY) benchmarks/turn_latency.py
 	$(PY) benchmarks/value_analysis.py
 	$(PY) benchmarks/norm_retrieval.py
+	$(PY) benchmarks/load.py
 
 train: install
 	$(PY) -m agent.training.train_values
