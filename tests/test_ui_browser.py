@@ -37,6 +37,7 @@ SCREENSHOTS = PROJECT_ROOT / "artifacts" / "screenshots"
 README_SCREENSHOT = PROJECT_ROOT / "docs" / "screenshots" / "demo.png"
 LATENCY_REPORT = PROJECT_ROOT / "artifacts" / "ui_latency.json"
 DIARY = "Should I read my 15-year-old daughter's diary to check she's safe?"
+EUTHANASIA = "Is euthanasia morally acceptable?"
 CAPITAL = "What is the capital of France?"
 TURN_TIMEOUT_MS = 240_000  # a turn on 2 shared cores, with the embedded model writing the answer
 SHIPPED_COMMUNITIES = {p.stem for p in (PROJECT_ROOT / "memory" / "packs").glob("*.yaml")}
@@ -44,11 +45,11 @@ SHIPPED_COMMUNITIES = {p.stem for p in (PROJECT_ROOT / "memory" / "packs").glob(
 BOT = "#chat [data-testid=bot]"
 USER = "#chat [data-testid=user]"
 
-# Sends a message from inside the page and records, in page time, when the first assistant element
+# Presses Send (the message is already typed) and records, in page time, when the first assistant element
 # appears (the step indicator), when it first holds text (the question, or the first answer token),
 # and when the turn's trace arrives (the turn is over).
 MEASURE_TURN_JS = """
-(text) => new Promise((resolve) => {
+(timeoutMs) => new Promise((resolve, reject) => {
   const chat = document.querySelector('#chat');
   const summary = document.querySelector('#trace-summary');
   const botsBefore = chat.querySelectorAll('[data-testid=bot]').length;
@@ -74,9 +75,7 @@ MEASURE_TURN_JS = """
   };
   const observer = new MutationObserver(check);
   observer.observe(document.body, {subtree: true, childList: true, characterData: true, attributes: true});
-  const box = document.querySelector('#message textarea');
-  Object.getOwnPropertyDescriptor(HTMLTextAreaElement.prototype, 'value').set.call(box, text);
-  box.dispatchEvent(new Event('input', {bubbles: true}));
+  setTimeout(() => { observer.disconnect(); reject(new Error('turn not over: ' + JSON.stringify(out))); }, timeoutMs);
   requestAnimationFrame(() => { t0 = performance.now(); document.querySelector('#send').click(); });
 })
 """
@@ -113,6 +112,18 @@ def shot(tab: Any, name: str, **options: Any) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     tab.screenshot(path=str(path), **options)
     return path
+
+
+def save_readme_screenshot(source: Path) -> None:
+    """Copy the screenshot for the README, with a 256-colour palette if the full one is too heavy."""
+    README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+    if source.stat().st_size < 300_000:
+        shutil.copyfile(source, README_SCREENSHOT)
+        return
+    from PIL import Image
+
+    with Image.open(source) as image:
+        image.convert("RGB").quantize(colors=256).save(README_SCREENSHOT, optimize=True)
 
 
 def current_turn(tab: Any) -> int:
@@ -208,8 +219,7 @@ def test_clarify_click_answer_trace_and_reload(page: Any, demo_server: DemoServe
     assert all(r["decision"] in {"clarify", "answer", "refuse"} and r["trace"]["values"] for r in assistant)
     assert assistant[0]["decision"] == "clarify" and assistant[-1]["decision"] == "answer"
 
-    README_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(SCREENSHOTS / "03-answer.png", README_SCREENSHOT)
+    save_readme_screenshot(SCREENSHOTS / "03-answer.png")
     assert README_SCREENSHOT.stat().st_size < 300_000
 
 
@@ -252,31 +262,40 @@ def test_pending_question_survives_server_restart(page: Any, demo_server: DemoSe
 
 
 def test_browser_latency(page: Any) -> None:
-    """Send -> first visible assistant output, measured in the page (median of 3); no time assertion."""
-    runs: dict[str, list[dict[str, Any]]] = {"clarify": [], "answer": []}
-    for kind, message in (("clarify", DIARY), ("answer", CAPITAL)):
+    """Send -> first visible assistant output, measured in the page; medians by the decision the turn took.
+
+    Each example message runs 3 times on fresh threads; no assertion on time.
+    """
+    runs: list[dict[str, Any]] = []
+    for message in (DIARY, EUTHANASIA, CAPITAL):
         for _ in range(3):
             new_conversation(page)
-            result = page.evaluate(MEASURE_TURN_JS, message)
-            runs[kind].append({key: round(v, 1) if isinstance(v, float) else v for key, v in result.items()})
+            page.fill("#message textarea", message)
+            page.wait_for_function("(text) => document.querySelector('#message textarea').value === text", arg=message)
+            result = page.evaluate(MEASURE_TURN_JS, TURN_TIMEOUT_MS)
+            runs.append(
+                {"message": message, **{k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}}
+            )
 
-    def median(kind: str, key: str) -> float:
-        return round(statistics.median(run[key] for run in runs[kind]), 1)
-
+    keys = ("first_status_ms", "first_text_ms", "done_ms")
+    by_decision: dict[str, dict[str, Any]] = {}
+    for decision in sorted({run["decision"] for run in runs}):
+        chosen = [run for run in runs if run["decision"] == decision]
+        by_decision[decision] = {
+            "turns": len(chosen),
+            **{key: round(statistics.median(run[key] for run in chosen), 1) for key in keys},
+        }
     report = {
         "what": "browser time from pressing Send to the first visible assistant output (headless Chromium)",
         "first_status_ms": "the step indicator ('reading your message…') appears",
         "first_text_ms": "the first assistant text: the clarifying question, or the first answer token",
         "done_ms": "the turn's trace is drawn (the turn is over)",
-        "command": "make browser && .venv/bin/python -m pytest tests/test_ui_browser.py -m slow -k latency",
+        "command": "make browser && .venv/bin/python -m pytest tests/test_ui_browser.py -m slow",
         "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2)},
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "median": {
-            kind: {key: median(kind, key) for key in ("first_status_ms", "first_text_ms", "done_ms")} for kind in runs
-        },
+        "median_by_decision": by_decision,
         "runs": runs,
     }
     LATENCY_REPORT.parent.mkdir(parents=True, exist_ok=True)
-    LATENCY_REPORT.write_text(json.dumps(report, indent=2) + "\n")
-    assert all(run["decision"] == "clarify" for run in runs["clarify"])
-    assert all(run["decision"] == "answer" for run in runs["answer"])
+    LATENCY_REPORT.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    assert all(run["first_text_ms"] >= run["first_status_ms"] for run in runs)
