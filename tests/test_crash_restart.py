@@ -77,12 +77,13 @@ class Driver:
             "EDGE_ALIGN_LLM_TIMEOUT": "120",
             "PYTHONUNBUFFERED": "1",
         }
+        self.log = home / f"driver-{thread}.log"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "tests.test_crash_restart", str(home), thread, message, llm_url, str(budget)],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
+            stderr=self.log.open("wb"),
             text=True,
         )
         self.lines: list[str] = []
@@ -93,7 +94,8 @@ class Driver:
         while time.monotonic() < deadline:
             line = self.process.stdout.readline()
             if not line:
-                raise AssertionError(f"driver exited ({self.process.poll()}) after {self.lines}")
+                tail = self.log.read_text(errors="replace")[-2000:]
+                raise AssertionError(f"driver exited ({self.process.poll()}) after {self.lines}:\n{tail}")
             line = line.rstrip("\n")
             self.lines.append(line)
             if predicate(line):

@@ -96,6 +96,7 @@ def fault_then_recovery(
     started = time.monotonic()
     failed = agent.ask(REQUEST, thread_id=thread)
     elapsed = time.monotonic() - started
+    faulted = proxy.faults_served  # read before the switch back resets it
     assert_clear_failure(failed, kind)
     assert_thread_settled(agent, thread, 1)
 
@@ -110,7 +111,7 @@ def fault_then_recovery(
             "fault": str(mode),
             "llm_error": failed.llm_error,
             "failed_turn_s": round(elapsed, 2),
-            "requests_faulted": proxy.faults_served,
+            "requests_faulted": faulted,
             "next_turn_ok": True,
             "survived": True,
         }
