@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import json
 import os
 import pwd
 import shutil
@@ -218,6 +219,108 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresCluster:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+class LangGraphDevServer:
+    """``langgraph dev`` serving the project's langgraph.json on a free loopback port.
+
+    It runs in a temporary working folder: the in-memory runtime persists its state into
+    ``.langgraph_api/`` under the working folder, which must not be the project. No reload
+    watcher (writes elsewhere in the tree would restart it mid-test), no analytics, no version check.
+    """
+
+    def __init__(self, config: Path, port: int | None = None, extra_env: dict[str, str] | None = None) -> None:
+        self.config = Path(config).resolve()
+        self.port = port or free_loopback_port()
+        self.extra_env = dict(extra_env or {})
+        self.root = Path(tempfile.mkdtemp(prefix="edge-align-langgraph-"))
+        self.log_path = self.root / f"langgraph-dev-{self.port}.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = STARTUP_TIMEOUT_S) -> LangGraphDevServer:
+        cli = Path(sys.executable).parent / "langgraph"
+        if not cli.exists():
+            raise EngineMissingError("the `langgraph` command is missing: install the project with `pip install -e .[dev]`")
+        env = {
+            **os.environ,
+            "LANGGRAPH_CLI_NO_ANALYTICS": "1",
+            "LANGGRAPH_NO_VERSION_CHECK": "true",
+            "LANGSMITH_TRACING": "false",
+            "PYTHONUNBUFFERED": "1",
+            **self.extra_env,
+        }
+        command = [
+            str(cli), "dev", "--config", str(self._absolute_config()), "--host", "127.0.0.1", "--port", str(self.port),
+            "--no-browser", "--no-reload",
+        ]  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )  # fmt: skip
+        started = time.monotonic()
+        while not self._answers():
+            if self._process.poll() is not None:
+                raise RuntimeError(f"langgraph dev exited with {self._process.returncode}:\n{_tail(self.log_path)}")
+            if time.monotonic() - started > timeout_s:
+                self.close()
+                raise TimeoutError(f"langgraph dev not ready after {timeout_s:.0f} s:\n{_tail(self.log_path)}")
+            time.sleep(0.25)
+        return self
+
+    def _absolute_config(self) -> Path:
+        """The project's langgraph.json with its relative paths made absolute, beside the working folder.
+
+        ``langgraph dev`` resolves paths against its working folder, which is not the project here.
+        """
+        spec = json.loads(self.config.read_text(encoding="utf-8"))
+        base = self.config.parent
+
+        def absolute(path: str) -> str:
+            return str((base / path).resolve()) if path.startswith(".") else path
+
+        spec["dependencies"] = [absolute(d) for d in spec.get("dependencies", [])]
+        spec["graphs"] = {name: absolute(target) for name, target in spec.get("graphs", {}).items()}
+        copy = self.root / "langgraph.json"
+        copy.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+        return copy
+
+    def _answers(self) -> bool:
+        try:
+            with urllib.request.urlopen(f"{self.url}/ok", timeout=2) as response:
+                return bool(response.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def log_tail(self, lines: int = 40) -> str:
+        return _tail(self.log_path, lines)
+
+    def close(self, grace_s: float = 15.0) -> None:
+        process, self._process = self._process, None
+        if process is not None:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=grace_s)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=grace_s)
+            # Workers it spawned share its process group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def __enter__(self) -> LangGraphDevServer:
         return self.start()
 
     def __exit__(
