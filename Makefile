@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser demo test test-fast lint bench train clean
+.PHONY: install browser services demo test test-fast lint bench train clean
 
 install: $(VENV)/.installed
 
@@ -28,10 +28,15 @@ $(VENV)/.installed: pyproject.toml
 browser:
 	@command -v chromium >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
+# Debian's PostgreSQL server for the scale-out tests, which start a private cluster of their own
+# (initdb + pg_ctl on a loopback port); Debian keeps initdb off PATH, under /usr/lib/postgresql.
+services:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+
 demo: install
 	$(VENV)/bin/edge-align demo
 
-test: install browser
+test: install browser services
 	$(PY) -m pytest -q -p no:cacheprovider
 
 test-fast: install
