@@ -20,6 +20,8 @@ from agent.values import VALUE_NAMES
 from agent.vocabulary import ConstraintAction, Decision, Mode
 
 INTENT = "intent"  # asking what the user means, rather than about their situation
+# What to ask when a constraint demands a question and no norm says which fact matters.
+REQUIRED_QUESTION_ORDER = ("purpose", "consent")
 
 
 class ResponseStyle:
@@ -155,13 +157,20 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     required = choice == "clarify"
     assumptions = _assumptions(inputs.relevant_norms, inputs.known_context)
 
-    if (
-        budget_left
-        and best_slot
-        and inputs.personal
-        and best_value >= thresholds.question_value
-        and (stakes or required)
-    ):
+    if budget_left and required:
+        # A constraint demands a question: ask what most changes the response, else the purpose.
+        fallback = next((s for s in REQUIRED_QUESTION_ORDER if s not in inputs.asked_about), None)
+        about = best_slot if best_slot and best_value > 0 else fallback
+        if about:
+            return PolicyOutcome(
+                decision=Decision.CLARIFY,
+                reason=f"A hard constraint may apply, and whether it does depends on '{about}'.",
+                style=ResponseStyle.CAVEATED,
+                ask_about=about,
+                question_values=values,
+                constraint_choice=choice,
+            )
+    if budget_left and best_slot and inputs.personal and best_value >= thresholds.question_value and stakes:
         return PolicyOutcome(
             decision=Decision.CLARIFY,
             reason=f"Whether '{best_slot}' holds changes which norms apply and so the answer "
@@ -174,7 +183,9 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     ambiguous = (
         inputs.clarification_need >= thresholds.clarification_need and inputs.need_level >= thresholds.intent_level
     )
-    if budget_left and ambiguous and INTENT not in inputs.asked_about:
+    # A tentative hard-constraint match demands a question; with no better one, ask what is meant
+    # (before, the demand fell through to a plain answer).
+    if budget_left and (ambiguous or required) and INTENT not in inputs.asked_about:
         return PolicyOutcome(
             decision=Decision.CLARIFY,
             reason=f"The request can be read several ways (clarification need {inputs.clarification_need:.2f}).",

@@ -25,8 +25,8 @@ class Context:
     steer_community: str | None = None  # with mode=steerable: whose norms to follow
     clarification_budget: int = 2  # questions per request
     clarification_threshold: float = 0.5
-    question_value_threshold: float = 0.2
-    disagreement_threshold: float = 0.5
+    question_value_threshold: float = 0.3  # chosen on dev decisions by graphs.tune_policy
+    disagreement_threshold: float = 0.6  # chosen on dev decisions by graphs.tune_policy
     conflict_threshold: float | None = None  # None: the threshold stored with the conflict model
     relevance_floor: float = 0.4  # cosine similarity a norm needs to speak to a message
     norms_k: int = 12
