@@ -14,11 +14,14 @@ import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support.demo_server import PROJECT_ROOT, DemoServer
+if TYPE_CHECKING:  # imported by pytest_plugins; importing it here first would skip its assert rewriting
+    from tests.support.demo_server import DemoServer
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 pytest_plugins = ["tests.support.demo_server"]
 pytestmark = pytest.mark.slow
