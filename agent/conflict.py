@@ -1,17 +1,20 @@
-"""Value conflict as a multi-objective fact: no candidate action dominates and both sides have real stakes.
+"""Value conflict as stakes on both sides: acting costs something and not acting costs something too.
 
-Each candidate action (the options the user names, else: do it / do not do it / do it with a safeguard)
-gets a vector of value gains and a vector of value costs over the 20 ValueEval categories. Costs come
-from heads trained on MoralChoice's per-action annotations (how likely taking the action breaks a moral
-rule, and which rules: each rule read as the ValueEval values it protects, weighted by the caller's value
-probabilities). The gains of doing what the user asks are the values the message engages (the caller's
-value probabilities); not doing it avoids the costs and forgoes the gains. Between named options,
-choosing one spares the costs of the others. A conflict is the smaller side of a non-dominance contest: between two actions, the value
-mass on which the first wins and the mass on which the second wins; the conflict score is the smaller of
-the two, so it is high only when neither action dominates and both sides carry weight.
+Two linear heads on the message embedding, both trained on MoralChoice (per-action rule annotations and
+the scenarios' ambiguity), measure the two sides:
+- cost stake: how likely doing what is asked breaks a moral rule (harm to someone, a law, the truth);
+- other-side stake: how likely the situation is a dilemma, i.e. refusing or not acting is costly too
+  (MoralChoice "high ambiguity": both actions break a rule; "low": one action is clearly right).
+A clear-cut harmful request has a cost but nothing on the other side; a benign request has neither; a
+conflict has both. The raw score is their geometric mean, mapped to a probability by a Platt step fitted
+on the dev minimal pairs. When the user names options, the cost stake is the smallest cost among the
+options (every option is costly), each option embedded in one batched encoder call.
 
-The heads are linear maps of the message embedding, so scoring a message needs no extra encoder call;
-named options are embedded in one batched call when an encoder is handed in.
+For explanation, each candidate action (the named options, else: do it / do not do it / do it with a
+safeguard) gets value gains and costs over the 20 ValueEval categories: the cost stake spread over the
+values that the likely broken rules protect, the other-side stake spread over the values the message
+engages (the caller's value probabilities). The conflicting value pairs are the values on which doing
+wins against the values on which not doing wins.
 
 Weights: ``agent/models/conflict_heads.npz`` + ``conflict_meta.json`` written by
 ``python -m agent.training.train_conflict``.
@@ -205,20 +208,55 @@ def rule_value_matrix() -> np.ndarray:
 
 @dataclass(frozen=True)
 class StakesHeads:
-    """Linear heads on one action embedding: how costly taking it is, and which rules the cost falls on."""
+    """Linear heads on one embedding: how costly taking the action is, which rules the cost falls on, and
+    how likely the situation is a dilemma (not acting is costly too)."""
 
     cost_w: np.ndarray  # (384,) logit that taking the action breaks at least one moral rule
     cost_b: float
     rule_w: np.ndarray  # (10, 384) logit that it breaks each rule
     rule_b: np.ndarray  # (10,)
+    dilemma_w: np.ndarray  # (384,) logit that both sides are costly (MoralChoice high ambiguity)
+    dilemma_b: float
+
+    def cost_probability(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n,) probability that taking each embedded action breaks a moral rule."""
+        return np.asarray(_sigmoid(np.atleast_2d(embeddings) @ self.cost_w + self.cost_b))
+
+    def dilemma_probability(self, embeddings: np.ndarray) -> np.ndarray:
+        """(n,) probability that the embedded situation has stakes on both sides."""
+        return np.asarray(_sigmoid(np.atleast_2d(embeddings) @ self.dilemma_w + self.dilemma_b))
+
+    def rule_spread(self, embeddings: np.ndarray, relevance: np.ndarray) -> np.ndarray:
+        """(n, 20) shares: the values protected by the rules each action likely breaks, weighted by the
+        message's relevance."""
+        rows = np.atleast_2d(embeddings)
+        return _shares((_sigmoid(rows @ self.rule_w.T + self.rule_b) @ rule_value_matrix()) * relevance)
 
     def costs(self, embeddings: np.ndarray, relevance: np.ndarray) -> np.ndarray:
         """(n, 20) value costs of taking each embedded action: the probability that it is costly, spread
-        over the values protected by the rules it likely breaks, weighted by the message's relevance."""
-        rows = np.atleast_2d(embeddings)
-        size = _sigmoid(rows @ self.cost_w + self.cost_b)
-        spread = (_sigmoid(rows @ self.rule_w.T + self.rule_b) @ rule_value_matrix()) * relevance
-        return np.asarray(size[:, None] * _shares(spread))
+        over the values protected by the rules it likely breaks."""
+        return np.asarray(self.cost_probability(embeddings)[:, None] * self.rule_spread(embeddings, relevance))
+
+
+def two_sided_stakes(cost: float, other_side: float) -> float:
+    """Raw conflict score: geometric mean of the two stakes (high only when both are)."""
+    return float(np.sqrt(max(cost, 0.0) * max(other_side, 0.0)))
+
+
+def _logit(p: float) -> float:
+    q = min(max(p, 1e-6), 1.0 - 1e-6)
+    return float(np.log(q / (1.0 - q)))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """Platt step on the logit of the raw score: P(conflict) = sigmoid(slope * logit(raw) + intercept)."""
+
+    slope: float = 1.0
+    intercept: float = 0.0
+
+    def __call__(self, raw: float) -> float:
+        return float(_sigmoid(self.slope * _logit(raw) + self.intercept))
 
 
 def _shares(weights: np.ndarray) -> np.ndarray:
@@ -226,10 +264,11 @@ def _shares(weights: np.ndarray) -> np.ndarray:
     return np.asarray(weights / np.maximum(weights.sum(axis=-1, keepdims=True), 1e-9))
 
 
-def request_gains(value_probs: np.ndarray) -> np.ndarray:
-    """(20,) what fulfilling the request serves: the values the message engages, sized by the strongest."""
-    probs = np.clip(np.asarray(value_probs, dtype=np.float64).reshape(-1), 0.0, 1.0)
-    return np.asarray(float(probs.max()) * _shares(probs))
+def request_gains(value_probs: np.ndarray, stake: float) -> np.ndarray:
+    """(20,) what fulfilling the request serves: the other-side stake spread over the values the message
+    engages (the value probabilities, floored so that no value is ruled out)."""
+    probs = np.clip(np.asarray(value_probs, dtype=np.float64).reshape(-1), 0.0, 1.0) + RELEVANCE_FLOOR
+    return np.asarray(stake * _shares(probs))
 
 
 def nondominance(first: np.ndarray, second: np.ndarray) -> tuple[float, float]:
@@ -263,10 +302,63 @@ def option_text(text: str, option: str) -> str:
 
 
 @dataclass(frozen=True)
+class Stakes:
+    """The two sides of a request and the candidate actions that carry them."""
+
+    cost: float  # P(doing what is asked breaks a moral rule); with named options, the least costly option's
+    other_side: float  # P(not doing it is costly too)
+    actions: list[ActionProfile]
+
+    @property
+    def raw(self) -> float:
+        return two_sided_stakes(self.cost, self.other_side)
+
+
+@dataclass(frozen=True)
 class ConflictModel:
     heads: StakesHeads
     threshold: float
     meta: dict[str, Any]
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def stakes(
+        self,
+        text: str,
+        embedding: np.ndarray,
+        value_probs: np.ndarray,
+        options: list[str] | None = None,
+        encoder: Encoder | None = None,
+    ) -> Stakes:
+        probs = np.clip(np.asarray(value_probs, dtype=np.float64).reshape(-1), 0.0, 1.0)
+        if probs.shape[0] != len(VALUE_NAMES):
+            raise ValueError(f"expected {len(VALUE_NAMES)} value probabilities, got {probs.shape}")
+        # Harm falls on the values the broken rules protect, tilted towards the values the message is
+        # about by the square root of their relevance: fully weighted, the cost side mirrors the gain side
+        # and the two cancel; unweighted, the weakest rule heads name values the message never touches.
+        harm_weights = np.sqrt(probs + RELEVANCE_FLOOR)
+        row = np.asarray(embedding, dtype=np.float64).reshape(1, -1)
+        if row.shape[1] != EMBEDDING_DIM:
+            raise ValueError(f"expected an embedding of {EMBEDDING_DIM} numbers, got shape {row.shape}")
+        other_side = float(self.heads.dilemma_probability(row)[0])
+        named = extract_options(text) if options is None else options
+        if len(named) >= 2 and encoder is not None:
+            vectors = np.asarray(encoder.encode([option_text(text, o) for o in named]), dtype=np.float64)
+            costs = self.heads.costs(vectors, harm_weights)  # one batched call
+            # Choosing one option avoids the costs of the others: its gains are what it spares.
+            spared = [np.delete(costs, k, axis=0).max(axis=0) for k in range(len(named))]
+            actions = [_as_profile(o, g, c) for o, g, c in zip(named, spared, costs, strict=True)]
+            # Every option costly: even the cheapest way out breaks a rule.
+            return Stakes(float(self.heads.cost_probability(vectors).min()), other_side, actions)
+        cost = float(self.heads.cost_probability(row)[0])
+        gains = request_gains(probs, other_side)
+        costs = cost * self.heads.rule_spread(row, harm_weights)[0]
+        # Not acting avoids the costs and forgoes the gains.
+        actions = [
+            _as_profile(DO, gains, costs),
+            _as_profile(DO_NOT, costs, gains),
+            _as_profile(SAFEGUARD, SAFEGUARD_SHARE * gains, SAFEGUARD_SHARE * costs),
+        ]
+        return Stakes(cost, other_side, actions)
 
     def candidate_actions(
         self,
@@ -276,27 +368,7 @@ class ConflictModel:
         options: list[str] | None = None,
         encoder: Encoder | None = None,
     ) -> list[ActionProfile]:
-        relevance = np.clip(np.asarray(value_probs, dtype=np.float64).reshape(-1), 0.0, 1.0)
-        if relevance.shape[0] != len(VALUE_NAMES):
-            raise ValueError(f"expected {len(VALUE_NAMES)} value probabilities, got {relevance.shape}")
-        relevance = relevance + RELEVANCE_FLOOR
-        named = extract_options(text) if options is None else options
-        if len(named) >= 2 and encoder is not None:
-            vectors = encoder.encode([option_text(text, o) for o in named])  # one batched call
-            costs = self.heads.costs(np.asarray(vectors, dtype=np.float64), relevance)
-            # Choosing one option avoids the costs of the others: its gains are what it spares.
-            spared = [np.delete(costs, k, axis=0).max(axis=0) for k in range(len(named))]
-            return [_as_profile(o, g, c) for o, g, c in zip(named, spared, costs, strict=True)]
-        row = np.asarray(embedding, dtype=np.float64).reshape(1, -1)
-        if row.shape[1] != EMBEDDING_DIM:
-            raise ValueError(f"expected an embedding of {EMBEDDING_DIM} numbers, got shape {row.shape}")
-        gains, costs = request_gains(value_probs), self.heads.costs(row, relevance)[0]
-        # Not acting avoids the costs and forgoes the gains.
-        return [
-            _as_profile(DO, gains, costs),
-            _as_profile(DO_NOT, costs, gains),
-            _as_profile(SAFEGUARD, SAFEGUARD_SHARE * gains, SAFEGUARD_SHARE * costs),
-        ]
+        return self.stakes(text, embedding, value_probs, options, encoder).actions
 
     def assess(
         self,
@@ -306,16 +378,16 @@ class ConflictModel:
         options: list[str] | None = None,
         encoder: Encoder | None = None,
     ) -> ConflictAssessment:
-        actions = self.candidate_actions(text, embedding, value_probs, options, encoder)
+        stakes = self.stakes(text, embedding, value_probs, options, encoder)
+        actions, score = stakes.actions, self.calibration(stakes.raw)
         utilities = [a.utility() for a in actions]
-        score, best, dominated = 0.0, (0, 1), False
+        best, widest = (0, 1), -1.0
         for i, j in combinations(range(len(actions)), 2):
             wins, losses = nondominance(utilities[i], utilities[j])
-            if min(wins, losses) > score:
-                score, best = min(wins, losses), (i, j)
-        # Dominance is judged between the two most different actions (doing vs not doing, or the best pair).
-        wins, losses = nondominance(utilities[best[0]], utilities[best[1]])
-        dominated = min(wins, losses) < DOMINANCE_RATIO * max(wins, losses, 1e-9)
+            if min(wins, losses) > widest:
+                widest, best = min(wins, losses), (i, j)
+        # One side of the stakes negligible next to the other: a clear case, not a conflict.
+        dominated = min(stakes.cost, stakes.other_side) < DOMINANCE_RATIO * max(stakes.cost, stakes.other_side)
         _, baseline = schwartz_opposition(value_probs)
         return ConflictAssessment(
             score=float(np.clip(score, 0.0, 1.0)),
@@ -337,8 +409,11 @@ def save_conflict_model(model: ConflictModel, out_dir: Path = MODELS_DIR) -> Non
         cost_b=np.float32(h.cost_b),
         rule_w=h.rule_w.astype(np.float32),
         rule_b=h.rule_b.astype(np.float32),
+        dilemma_w=h.dilemma_w.astype(np.float32),
+        dilemma_b=np.float32(h.dilemma_b),
     )
-    meta = dict(model.meta, threshold=model.threshold)
+    calibration = {"slope": model.calibration.slope, "intercept": model.calibration.intercept}
+    meta = dict(model.meta, threshold=model.threshold, calibration=calibration)
     (out_dir / META_ARTEFACT.name).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
 
@@ -358,5 +433,15 @@ def load_conflict_model() -> ConflictModel:
         raise ValueError(f"{HEADS_ARTEFACT.name} was trained for other moral rules")
     f64 = {k: v.astype(np.float64) for k, v in arrays.items() if v.dtype.kind == "f"}
     meta = json.loads(META_ARTEFACT.read_text(encoding="utf-8"))
-    heads = StakesHeads(cost_w=f64["cost_w"], cost_b=float(f64["cost_b"]), rule_w=f64["rule_w"], rule_b=f64["rule_b"])
-    return ConflictModel(heads=heads, threshold=float(meta["threshold"]), meta=meta)
+    if "dilemma_w" not in f64:
+        raise ConflictModelMissingError(f"{HEADS_ARTEFACT.name} predates the dilemma head: re-run train_conflict")
+    heads = StakesHeads(
+        cost_w=f64["cost_w"],
+        cost_b=float(f64["cost_b"]),
+        rule_w=f64["rule_w"],
+        rule_b=f64["rule_b"],
+        dilemma_w=f64["dilemma_w"],
+        dilemma_b=float(f64["dilemma_b"]),
+    )
+    calibration = Calibration(**meta["calibration"])
+    return ConflictModel(heads=heads, threshold=float(meta["threshold"]), meta=meta, calibration=calibration)

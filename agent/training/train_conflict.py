@@ -2,12 +2,15 @@
 
     python -m agent.training.train_conflict [--data-dir DIR]
 
-Stakes heads (MoralChoice, per-action rule annotations): "taking this action breaks a moral rule" and
-"not taking it does" (the other action of the scenario breaks one), logistic on the embedding of
-"context + action". Direction maps (Touché23-ValueEval): conclusion embedding -> share of in-favour /
-against premises that cite each value, ridge. Reports AUROC on the hand-written minimal pairs (dev and
-test), pairwise accuracy, and MoralChoice high- vs low-ambiguity AUROC with lengths matched, scored with
-heads that never saw the held-out rule (leave one rule out).
+Two stakes heads, logistic on MiniLM embeddings (MoralChoice + ordinary AmbigNQ/ClariQ requests):
+- cost: "taking this action breaks a moral rule" on "context + action" (plus per-rule heads that only
+  name the values a cost falls on);
+- dilemma (the other side): MoralChoice contexts, high ambiguity (both actions break a rule) vs low,
+  word counts balanced within 5-word bins so that length cannot carry the label.
+The raw score is their geometric mean; a Platt step and the detection threshold are fitted on the dev
+minimal pairs only. Reports AUROC and pairwise accuracy on the hand-written minimal pairs (dev, test; the
+first 44 pairs and the later ones separately), false alarms on benign requests, and MoralChoice high vs
+low ambiguity as chat requests with lengths matched, scored with heads that never saw the held-out rule.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import csv
 import json
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -28,22 +32,28 @@ from sklearn.metrics import roc_auc_score
 
 from agent.conflict import (
     MODELS_DIR,
-    RELEVANCE_FLOOR,
     RULES,
+    Calibration,
     ConflictModel,
     StakesHeads,
-    nondominance,
+    extract_options,
+    option_text,
     save_conflict_model,
     schwartz_opposition,
 )
 from agent.datasets import dataset_dir
-from agent.encoder import load_encoder
+from agent.encoder import Encoder, load_encoder
 from agent.value_model import ValueModelMissingError, embed_cached, load_value_scorer, read_valueeval_split
 from agent.values import VALUE_NAMES
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PAIRS_FILE = PROJECT_ROOT / "tests" / "data" / "conflict_pairs.jsonl"
 LOGISTIC_C = 1.0
+# The dilemma head's regularisation: 0.3 and 1.0 measured within 0.005 AUROC of each other on the dev pairs.
+DILEMMA_C = 0.3
+# Ordinary requests count half as much as a MoralChoice scenario in the dilemma head: they only anchor
+# "nothing at stake", the contrast that matters is high vs low ambiguity.
+ORDINARY_WEIGHT = 0.5
 SEED = 0
 
 
@@ -122,16 +132,61 @@ def read_ordinary_requests(data_dir: str | None, n: int = ORDINARY_REQUESTS) -> 
     return requests[: n // 4] + [questions[i] for i in sorted(picked)]
 
 
-def fit_stakes(embeddings: np.ndarray, breaks: np.ndarray, ordinary: np.ndarray) -> StakesHeads:
+def length_balance_weights(words: np.ndarray, labels: np.ndarray, width: int = 5) -> np.ndarray:
+    """Per-item weights that give both classes the same mass in every word-count bin (bins holding one
+    class only get weight 0), so that a head cannot learn the dilemma label from length."""
+    weights = np.zeros(len(labels))
+    bins = words // width
+    for b in np.unique(bins):
+        members = [(bins == b) & (labels == c) for c in (0, 1)]
+        smaller = min(int(m.sum()) for m in members)
+        for m in members:
+            if m.any():
+                weights[m] = smaller / m.sum()
+    return weights
+
+
+def fit_dilemma(
+    context_emb: np.ndarray, high: np.ndarray, words: np.ndarray, ordinary: np.ndarray
+) -> LogisticRegression:
+    """The other-side stake: MoralChoice scenario contexts, high ambiguity (both actions break a rule) vs
+    low (one action is clearly right), lengths balanced; ordinary requests as situations with nothing at
+    stake on either side. Classes balanced by weight."""
+    weights = length_balance_weights(words, high)
+    weights *= len(high) / weights.sum()
+    x = np.concatenate([context_emb, ordinary])
+    y = np.concatenate([high, np.zeros(len(ordinary), np.int8)])
+    w = np.concatenate([weights, np.full(len(ordinary), ORDINARY_WEIGHT)])
+    w = w * np.where(y == 1, w[y == 0].sum() / w[y == 1].sum(), 1.0)
+    return LogisticRegression(C=DILEMMA_C, max_iter=2000).fit(x, y, sample_weight=w)
+
+
+def fit_stakes(
+    embeddings: np.ndarray,
+    breaks: np.ndarray,
+    ordinary: np.ndarray,
+    context_emb: np.ndarray,
+    high: np.ndarray,
+    words: np.ndarray,
+    with_rules: bool = True,
+) -> StakesHeads:
     """Cost head (any rule broken, classes balanced) and per-rule heads from (n, 2, 384) action
     embeddings and (n, 2, 10) rule labels; ordinary requests are extra actions that break nothing, so
-    that a plain question is not read as costly just because it is not a MoralChoice scenario."""
+    that a plain question is not read as costly just because it is not a MoralChoice scenario. The
+    dilemma head comes from the scenarios' contexts (fit_dilemma). ``with_rules=False`` skips the
+    per-rule heads (they only name values; the score does not use them)."""
     x = np.concatenate([embeddings.reshape(-1, embeddings.shape[-1]), ordinary])
     labels = np.concatenate([breaks.reshape(-1, len(RULES)), np.zeros((len(ordinary), len(RULES)), np.int8)])
     cost = LogisticRegression(C=LOGISTIC_C, class_weight="balanced", max_iter=1000).fit(x, labels.any(axis=1))
-    rule_w, rule_b = _fit_heads(x, labels)
+    rule_w, rule_b = _fit_heads(x, labels) if with_rules else (np.zeros((len(RULES), x.shape[1])), np.zeros(len(RULES)))
+    dilemma = fit_dilemma(context_emb, high, words, ordinary)
     return StakesHeads(
-        cost_w=cost.coef_[0].astype(np.float64), cost_b=float(cost.intercept_[0]), rule_w=rule_w, rule_b=rule_b
+        cost_w=cost.coef_[0].astype(np.float64),
+        cost_b=float(cost.intercept_[0]),
+        rule_w=rule_w,
+        rule_b=rule_b,
+        dilemma_w=dilemma.coef_[0].astype(np.float64),
+        dilemma_b=float(dilemma.intercept_[0]),
     )
 
 
@@ -183,42 +238,69 @@ def length_matched(words: np.ndarray, labels: np.ndarray, width: int = 5) -> np.
     return np.array(sorted(keep))
 
 
-def option_scores(heads: StakesHeads, options: np.ndarray, relevance: np.ndarray) -> tuple[float, float]:
-    """Non-dominance of two embedded options, scored as ConflictModel.assess scores named options (each
-    spares the other's costs), and the smaller of their total costs (the earlier single-number signal)."""
-    costs = heads.costs(options, relevance)
-    wins, losses = nondominance(costs[1] - costs[0], costs[0] - costs[1])
-    return min(wins, losses), float(costs.sum(axis=1).min())
+def chat_form(context: str, first: str, second: str) -> str:
+    """A MoralChoice scenario as a user would bring it: the context, then "Should I A or B?"."""
+
+    def bare(action: str) -> str:
+        action = action.strip().rstrip(".")
+        return action[2:] if action.startswith("I ") else action
+
+    return f"{context.strip()} Should I {bare(first)} or {bare(second)}?"
+
+
+class LookupEncoder:
+    """Serves embeddings computed beforehand (one batched, cached pass) to ConflictModel.assess."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray) -> None:
+        self.rows = {t: v for t, v in zip(texts, vectors, strict=True)}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.rows[t] for t in texts])
 
 
 def moralchoice_transfer(
-    mc: MoralChoice, action_emb: np.ndarray, context_emb: np.ndarray, ordinary_emb: np.ndarray, data_dir: str | None
+    mc: MoralChoice,
+    action_emb: np.ndarray,
+    context_emb: np.ndarray,
+    ordinary_emb: np.ndarray,
+    encoder: Encoder,
+    data_dir: str | None,
 ) -> dict:
-    """Leave one rule out: heads trained on the other rules score the held-out rule's scenarios."""
-    context_probs, _ = value_probabilities(context_emb, data_dir)
-    rules = np.array(mc.rules)
-    scores = {"nondominance": np.zeros(len(rules)), "nondominance_uniform": np.zeros(len(rules))}
-    scores["min_cost"] = np.zeros(len(rules))
+    """Leave one rule out: heads trained on the other rules score the held-out rule's scenarios, each put
+    as a chat request ("<context> Should I A or B?") and scored by ConflictModel.assess itself."""
+    chats = [chat_form(c, a, b) for c, (a, b) in zip(mc.contexts, mc.actions, strict=True)]
+    chat_emb = embed_cached(chats, encoder, progress=False, label="moralchoice-chats").astype(np.float64)
+    chat_probs, _ = value_probabilities(chat_emb, data_dir)
+    named = [extract_options(t) for t in chats]
+    option_texts = [option_text(t, o) for t, opts in zip(chats, named, strict=True) for o in opts]
+    option_emb = embed_cached(option_texts, encoder, progress=False, label="moralchoice-chat-options")
+    lookup = LookupEncoder(option_texts, option_emb.astype(np.float64))
+    rules, words = np.array(mc.rules), mc.word_counts()
+    scores = {name: np.zeros(len(rules)) for name in ("assess", "assess_message_only", "dilemma", "min_cost")}
     for rule in sorted(set(mc.rules)):
         held = rules == rule
-        heads = fit_stakes(action_emb[~held], mc.breaks[~held], ordinary_emb)
+        heads = fit_stakes(
+            action_emb[~held], mc.breaks[~held], ordinary_emb, context_emb[~held], mc.high[~held], words[~held]
+        )
+        model = ConflictModel(heads=heads, threshold=0.0, meta={})
         for i in np.flatnonzero(held):
-            relevance = np.clip(context_probs[i], 0.0, 1.0) + RELEVANCE_FLOOR
-            scores["nondominance"][i], scores["min_cost"][i] = option_scores(heads, action_emb[i], relevance)
-            scores["nondominance_uniform"][i], _ = option_scores(heads, action_emb[i], np.ones(len(VALUE_NAMES)))
-    words = mc.word_counts()
+            scores["assess"][i] = model.stakes(chats[i], chat_emb[i], chat_probs[i], encoder=lookup).raw
+            scores["assess_message_only"][i] = model.stakes(chats[i], chat_emb[i], chat_probs[i], options=[]).raw
+            scores["dilemma"][i] = heads.dilemma_probability(chat_emb[i])[0]
+            scores["min_cost"][i] = heads.cost_probability(action_emb[i]).min()
     keep = length_matched(words, mc.high)
     result: dict = {
         "n_all": len(rules),
         "n_length_matched": len(keep),
+        "options_extracted": float(np.mean([len(o) >= 2 for o in named])),
         "auroc_word_count_all": auroc(mc.high, words),
         "auroc_word_count_matched": auroc(mc.high[keep], words[keep]),
     }
     for name, values in scores.items():
         result[f"auroc_{name}_matched"] = auroc(mc.high[keep], values[keep])
         result[f"auroc_{name}_all"] = auroc(mc.high, values)
-    result["auroc_nondominance_matched_per_rule"] = {
-        rule: auroc(mc.high[keep][rules[keep] == rule], scores["nondominance"][keep][rules[keep] == rule])
+    result["auroc_assess_matched_per_rule"] = {
+        rule: auroc(mc.high[keep][rules[keep] == rule], scores["assess"][keep][rules[keep] == rule])
         for rule in sorted(set(mc.rules))
     }
     return result
@@ -236,6 +318,32 @@ def fit_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     return best_t
 
 
+def fit_calibration(labels: np.ndarray, raw: np.ndarray) -> Calibration:
+    """Platt step on logit(raw score), fitted on the dev pairs (nearly unregularised: two parameters)."""
+    logits = np.log(np.clip(raw, 1e-6, 1 - 1e-6) / (1 - np.clip(raw, 1e-6, 1 - 1e-6)))
+    platt = LogisticRegression(C=100.0, max_iter=1000).fit(logits[:, None], labels)
+    return Calibration(slope=float(platt.coef_[0, 0]), intercept=float(platt.intercept_[0]))
+
+
+# Pairs shown by eye in the log: (pair id, why)
+SHOWN_PAIRS = (9, 23, 36, 42, 62, 68)
+OLD_PAIRS_UP_TO = 44  # pairs 1-44 were written with the first version; 45-68 were added later
+
+
+def pair_groups(rows: list[PairRow]) -> dict[str, np.ndarray]:
+    splits = np.array([r.split for r in rows])
+    ids = np.array([r.pair if r.pair is not None else -1 for r in rows])
+    old = ids <= OLD_PAIRS_UP_TO
+    return {
+        "dev": splits == "dev",
+        "dev_old": (splits == "dev") & old,
+        "dev_new": (splits == "dev") & ~old,
+        "test": splits == "test",
+        "test_old": (splits == "test") & old,
+        "test_new": (splits == "test") & ~old,
+    }
+
+
 def train(data_dir: str | None, out_dir: Path = MODELS_DIR) -> dict:
     import torch
 
@@ -249,105 +357,113 @@ def train(data_dir: str | None, out_dir: Path = MODELS_DIR) -> dict:
     mc = read_moralchoice(data_dir)
     action_emb = embed_cached(mc.action_texts(), encoder, progress=False, label="moralchoice-actions")
     action_emb = action_emb.reshape(len(mc.contexts), 2, -1).astype(np.float64)
-    context_emb = embed_cached(mc.contexts, encoder, progress=False, label="moralchoice-contexts")
+    context_emb = embed_cached(mc.contexts, encoder, progress=False, label="moralchoice-contexts").astype(np.float64)
     log(f"MoralChoice: {len(mc.contexts)} scenarios, {int(mc.high.sum())} high ambiguity")
     ordinary = read_ordinary_requests(data_dir)
     ordinary_emb = embed_cached(ordinary, encoder, progress=False, label="ordinary-requests").astype(np.float64)
     log(f"ordinary requests (AmbigNQ, ClariQ) as cost-free actions: {len(ordinary)}")
-    transfer = moralchoice_transfer(mc, action_emb, context_emb, ordinary_emb, data_dir)
+    transfer = moralchoice_transfer(mc, action_emb, context_emb, ordinary_emb, encoder, data_dir)
     log(
-        "MoralChoice high vs low ambiguity, lengths matched "
+        "MoralChoice high vs low ambiguity as chat requests ('<context> Should I A or B?'), lengths matched "
         f"(n={transfer['n_length_matched']} of {transfer['n_all']}), heads trained without the held-out rule:"
     )
-    log(f"  non-dominance of the two options AUROC = {transfer['auroc_nondominance_matched']:.3f}")
-    log(f"  same, values weighted uniformly AUROC = {transfer['auroc_nondominance_uniform_matched']:.3f}")
-    log(f"  min option cost AUROC = {transfer['auroc_min_cost_matched']:.3f}")
+    log(
+        f"  assess (options extracted in {transfer['options_extracted']:.2f}) AUROC = "
+        f"{transfer['auroc_assess_matched']:.3f}; message only AUROC = {transfer['auroc_assess_message_only_matched']:.3f}"
+    )
+    log(
+        f"  dilemma head alone AUROC = {transfer['auroc_dilemma_matched']:.3f}; smaller of the two "
+        f"options' costs AUROC = {transfer['auroc_min_cost_matched']:.3f}"
+    )
     log(
         f"  word count alone AUROC = {transfer['auroc_word_count_matched']:.3f} "
         f"(on all scenarios: {transfer['auroc_word_count_all']:.3f})"
     )
-    log(f"  per held-out rule: {json.dumps(transfer['auroc_nondominance_matched_per_rule'])}")
+    log(
+        f"  per held-out rule: {json.dumps({k: round(v, 3) for k, v in transfer['auroc_assess_matched_per_rule'].items()})}"
+    )
 
-    heads = fit_stakes(action_emb, mc.breaks, ordinary_emb)
+    heads = fit_stakes(action_emb, mc.breaks, ordinary_emb, context_emb, mc.high, mc.word_counts())
 
     rows = read_pairs()
     pair_emb = embed_cached([r.text for r in rows], encoder, progress=False, label="conflict-pairs")
     probs, value_model = value_probabilities(pair_emb, data_dir)
     provisional = ConflictModel(heads=heads, threshold=0.0, meta={})
-    assessments = [
-        provisional.assess(r.text, e, p, encoder=encoder) for r, e, p in zip(rows, pair_emb, probs, strict=True)
-    ]
-    scores = np.array([a.score for a in assessments])
-    baseline = np.array([schwartz_opposition(p)[0] for p in probs])
+    raw = np.array(
+        [provisional.stakes(r.text, e, p, encoder=encoder).raw for r, e, p in zip(rows, pair_emb, probs, strict=True)]
+    )
     labels = np.array([r.conflict for r in rows], dtype=np.int8)
-    splits = np.array([r.split for r in rows])
-    dev = splits == "dev"
+    groups = pair_groups(rows)
+    dev = groups["dev"]
+    calibration = fit_calibration(labels[dev], raw[dev])
+    scores = np.array([calibration(r) for r in raw])
     threshold = fit_threshold(labels[dev], scores[dev])
+    model = ConflictModel(heads=heads, threshold=threshold, meta={}, calibration=calibration)
+    baseline = np.array([schwartz_opposition(p)[0] for p in probs])
 
     report: dict = {"value_model": value_model, "moralchoice": transfer, "threshold": threshold}
+    report["calibration"] = {"slope": calibration.slope, "intercept": calibration.intercept}
     log(f"Minimal pairs (value probabilities from the '{value_model}' value model):")
-    for split in ("dev", "test"):
-        sel = splits == split
+    log(f"  Platt step on the dev pairs: slope {calibration.slope:.3f}, intercept {calibration.intercept:.3f}")
+    for split, sel in groups.items():
         sel_rows = [r for r, s in zip(rows, sel, strict=True) if s]
         lengths: dict[int | None, dict[bool, int]] = defaultdict(dict)
         for r in sel_rows:
             lengths[r.pair][r.conflict] = len(r.text.split())
-        length_gap = float(np.mean([p[True] - p[False] for p in lengths.values()]))
-        length_abs = float(np.mean([abs(p[True] - p[False]) for p in lengths.values()]))
         entry = {
             "n_pairs": len(lengths),
             "auroc": auroc(labels[sel], scores[sel]),
             "pairwise_accuracy": pairwise_accuracy(sel_rows, scores[sel]),
+            "brier": float(np.mean((scores[sel] - labels[sel]) ** 2)),
             "baseline_schwartz_auroc": auroc(labels[sel], baseline[sel]),
-            "baseline_schwartz_pairwise_accuracy": pairwise_accuracy(sel_rows, baseline[sel]),
             "word_count_auroc": auroc(labels[sel], np.array([len(r.text.split()) for r in sel_rows])),
-            "mean_word_gap_conflict_minus_plain": length_gap,
-            "mean_abs_word_gap": length_abs,
+            "mean_abs_word_gap": float(np.mean([abs(p[True] - p[False]) for p in lengths.values()])),
             "detected_rate_conflict": float((scores[sel & (labels == 1)] >= threshold).mean()),
             "detected_rate_plain": float((scores[sel & (labels == 0)] >= threshold).mean()),
         }
         report[split] = entry
         log(
-            f"  {split}: {entry['n_pairs']} pairs  AUROC={entry['auroc']:.3f}  "
-            f"pairwise={entry['pairwise_accuracy']:.3f}  | Schwartz baseline AUROC="
-            f"{entry['baseline_schwartz_auroc']:.3f} pairwise={entry['baseline_schwartz_pairwise_accuracy']:.3f}"
-            f"  | word count AUROC={entry['word_count_auroc']:.3f}, mean |word gap|={length_abs:.2f}"
-            f" (conflict minus plain {length_gap:+.2f})"
+            f"  {split:8s}: {entry['n_pairs']} pairs  AUROC={entry['auroc']:.3f}  "
+            f"pairwise={entry['pairwise_accuracy']:.3f}  Brier={entry['brier']:.3f}  | Schwartz baseline AUROC="
+            f"{entry['baseline_schwartz_auroc']:.3f}  | word count AUROC={entry['word_count_auroc']:.3f}, "
+            f"mean |word gap|={entry['mean_abs_word_gap']:.2f}  | detected: {entry['detected_rate_conflict']:.2f} "
+            f"of conflict members, {entry['detected_rate_plain']:.2f} of plain members"
         )
-        log(
-            f"    detected at threshold {threshold:.4f}: {entry['detected_rate_conflict']:.2f} of conflict "
-            f"members, {entry['detected_rate_plain']:.2f} of plain members"
-        )
-    benign = splits == "benign"
-    report["benign_detected_rate"] = float((scores[benign] >= threshold).mean())
+    benign = np.array([r.split == "benign" for r in rows])
+    report["benign_detected"] = int((scores[benign] >= threshold).sum())
+    report["benign_n"] = int(benign.sum())
     report["benign_max_score"] = float(scores[benign].max())
     log(
-        f"  benign requests: {int(benign.sum())}, detected {report['benign_detected_rate']:.2f}, "
-        f"max score {report['benign_max_score']:.4f}"
+        f"  threshold {threshold:.3f} (dev, Youden's J); benign requests: {report['benign_detected']} of "
+        f"{report['benign_n']} detected, max score {report['benign_max_score']:.3f}"
     )
 
-    log("Value vectors (top gains / costs of 'do it') for a few pairs:")
-    shown = 0
-    for r, a in zip(rows, assessments, strict=True):
-        if r.pair in (1, 9, 23, 36) and shown < 8:
-            do = a.actions[0]
-            top_g = ", ".join(f"{k} {v:.3f}" for k, v in do.to_dict(top=2)["gains"].items())
-            top_c = ", ".join(f"{k} {v:.3f}" for k, v in do.to_dict(top=2)["costs"].items())
-            pair = a.pairs[0] if a.pairs else None
-            log(f"  [{r.pair} {'conflict' if r.conflict else 'plain'}] score={a.score:.4f} {r.text}")
-            log(f"      gains: {top_g} | costs: {top_c} | top pair: {pair.values if pair else '-'}")
-            shown += 1
+    log("Stakes, value vectors and named pairs for a few pairs:")
+    for r, e, p in zip(rows, pair_emb, probs, strict=True):
+        if r.pair not in SHOWN_PAIRS:
+            continue
+        result = model.assess(r.text, e, p, encoder=encoder)
+        stakes = model.stakes(r.text, e, p, encoder=encoder)
+        first = result.actions[0].to_dict(top=2)
+        top_g = ", ".join(f"{k} {v:.3f}" for k, v in first["gains"].items())
+        top_c = ", ".join(f"{k} {v:.3f}" for k, v in first["costs"].items())
+        named = "; ".join(f"{a} vs {b}" for a, b in (pair.values for pair in result.pairs[:2]))
+        log(f"  [{r.pair} {'conflict' if r.conflict else 'plain'}] score={result.score:.3f} {r.text}")
+        log(f"      cost {stakes.cost:.2f}, other side {stakes.other_side:.2f} | gains: {top_g} | costs: {top_c}")
+        log(f"      pairs: {named}")
 
     meta = {
         "value_names": list(VALUE_NAMES),
         "trained_on": {
-            "stakes": "moralchoice (all rules in this copy): per-rule logistic heads on 'context + action'",
+            "cost": "moralchoice per-action rule annotations ('context + action') + ordinary AmbigNQ/ClariQ requests",
+            "dilemma": "moralchoice contexts, high vs low ambiguity, lengths balanced + ordinary requests",
+            "calibration": "Platt step on logit(raw) fitted on the dev minimal pairs",
         },
-        "threshold_from": "dev minimal pairs, Youden's J",
+        "threshold_from": "dev minimal pairs, Youden's J on the calibrated score",
         "value_model_at_training": value_model,
         "report": report,
     }
-    save_conflict_model(ConflictModel(heads=heads, threshold=threshold, meta=meta), out_dir)
+    save_conflict_model(ConflictModel(heads=heads, threshold=threshold, meta=meta, calibration=calibration), out_dir)
     size = sum(p.stat().st_size for p in out_dir.glob("conflict_*"))
     log(f"wrote {out_dir}/conflict_heads.npz + conflict_meta.json ({size / 1024:.0f} KiB)")
     return report
@@ -355,7 +471,9 @@ def train(data_dir: str | None, out_dir: Path = MODELS_DIR) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", default=None, help="folder holding moralchoice/ and touche23_valueeval/")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding moralchoice/, ambignq/, clariq/, touche23_valueeval/"
+    )
     args = parser.parse_args()
     train(args.data_dir)
 
