@@ -15,7 +15,8 @@ class UnexpectedLLMCallError(AssertionError):
 
 
 def _replies(replies: list[str]) -> Iterator[AIMessage]:
-    yield from (AIMessage(text) for text in replies)
+    # A finish reason, as real endpoints send: without one an answer counts as cut off.
+    yield from (AIMessage(text, response_metadata={"finish_reason": "stop"}) for text in replies)
     raise UnexpectedLLMCallError("the LLM was called more often than the test scripted")
 
 
