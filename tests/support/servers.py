@@ -94,9 +94,11 @@ class ChromaServer:
         started = time.monotonic()
         while not self._answers():
             if self._process.poll() is not None:
-                raise RuntimeError(f"chroma run exited with {self._process.returncode}:\n{_tail(self.log_path)}")
+                failure = f"chroma run exited with {self._process.returncode}:\n{_tail(self.log_path)}"
+                self.close()
+                raise RuntimeError(failure)
             if time.monotonic() - started > timeout_s:
-                self.stop()
+                self.close()
                 raise TimeoutError(f"chroma server not ready after {timeout_s:.0f} s:\n{_tail(self.log_path)}")
             time.sleep(0.25)
         return self
@@ -219,7 +221,11 @@ class PostgresCluster:
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> PostgresCluster:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -271,7 +277,9 @@ class LangGraphDevServer:
         started = time.monotonic()
         while not self._answers():
             if self._process.poll() is not None:
-                raise RuntimeError(f"langgraph dev exited with {self._process.returncode}:\n{_tail(self.log_path)}")
+                failure = f"langgraph dev exited with {self._process.returncode}:\n{_tail(self.log_path)}"
+                self.close()
+                raise RuntimeError(failure)
             if time.monotonic() - started > timeout_s:
                 self.close()
                 raise TimeoutError(f"langgraph dev not ready after {timeout_s:.0f} s:\n{_tail(self.log_path)}")
