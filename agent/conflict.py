@@ -386,8 +386,10 @@ class ConflictModel:
             wins, losses = nondominance(utilities[i], utilities[j])
             if min(wins, losses) > widest:
                 widest, best = min(wins, losses), (i, j)
-        # One side of the stakes negligible next to the other: a clear case, not a conflict.
-        dominated = min(stakes.cost, stakes.other_side) < DOMINANCE_RATIO * max(stakes.cost, stakes.other_side)
+        # Dominance is judged between the two most different actions (doing vs not doing, or the best pair):
+        # one of them wins on (almost) all the value mass at stake.
+        wins, losses = nondominance(utilities[best[0]], utilities[best[1]])
+        dominated = min(wins, losses) < DOMINANCE_RATIO * max(wins, losses, 1e-9)
         _, baseline = schwartz_opposition(value_probs)
         return ConflictAssessment(
             score=float(np.clip(score, 0.0, 1.0)),
