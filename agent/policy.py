@@ -202,6 +202,10 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     elif irreducible or (stakes and not inputs.personal):
         style = ResponseStyle.PLURALISTIC
         reason = "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives."
+    elif not inputs.personal and inputs.norms.disagreement > 0:
+        # Overton: a general question on which communities differ gets the spread of their views.
+        style = ResponseStyle.PLURALISTIC
+        reason = "Communities see this differently, so I lay out their perspectives rather than pick one."
     elif (
         choice == "answer_with_safeguards"
         or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5

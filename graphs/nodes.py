@@ -266,17 +266,19 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
-def _perspectives(norms: list[dict[str, Any]], limit_per_community: int = 1) -> str:
-    """One applicable norm per community, so the reply names whose view is whose."""
-    lines = []
-    seen: dict[str, int] = {}
+def _perspectives(norms: list[dict[str, Any]], topics: int = 3) -> str:
+    """The closest situations the norms describe, each with every community's stance on it.
+
+    Parallel norms of several communities share their text, so grouping by text shows at a
+    glance where the communities part ways.
+    """
+    stances: dict[str, list[str]] = {}
     for norm in norms:
-        if not norm.get("applies"):
-            continue
-        count = seen.get(norm["community"], 0)
-        if count < limit_per_community:
-            lines.append(f"- {norm['community']} ({norm['stance']}): {norm['text']}")
-            seen[norm["community"]] = count + 1
+        if norm.get("applies"):
+            entry = f"{norm['community']}: {norm['stance']}"
+            if entry not in stances.setdefault(norm["text"], []):
+                stances[norm["text"]].append(entry)
+    lines = [f"- {text} ({'; '.join(views)})" for text, views in list(stances.items())[:topics]]
     if not lines:
         return ""
     return load_prompt_data("messages.yaml")["perspectives_header"] + "\n" + "\n".join(lines)
@@ -321,6 +323,15 @@ def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
     return [SystemMessage(load_prompt("system.md")), HumanMessage(user)]
 
 
+def whole_sentences(text: str) -> str:
+    """Drop a trailing half sentence (the model hit its token limit), keeping at least the first sentence."""
+    text = text.strip()
+    if not text or text[-1] in ".!?\"')":
+        return text
+    cut = max(text.rfind(mark) for mark in (". ", "! ", "? ", ".\n", "!\n", "?\n"))
+    return text[: cut + 1] if cut > 0 else text
+
+
 def llm_settings(ctx: Context) -> LLMSettings:
     settings = LLMSettings.from_env()
     if ctx.llm_base_url is not None:
@@ -350,7 +361,7 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             model = get_config().get("configurable", {}).get("chat_model") or make_chat_model(
                 resolve_settings(llm_settings(ctx))
             )
-            text = generate(model, build_answer_prompt(state, ctx)).strip()
+            text = whole_sentences(generate(model, build_answer_prompt(state, ctx)))
         except LLMUnavailableError as failure:
             from string import Template
 

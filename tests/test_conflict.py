@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -32,8 +31,6 @@ TEST_AUROC_FLOOR = 0.68
 BENIGN_DETECTED_CEILING = 1
 # Measured 0.780 (MoralChoice high vs low ambiguity as chat requests, lengths matched, held-out rule).
 MORALCHOICE_FLOOR = 0.74
-# The brief: value analysis + conflict within 15 ms on 2 cores after warm-up (measured about 1 ms).
-LATENCY_BUDGET_MS = 15.0
 
 
 @pytest.fixture(scope="module")
@@ -147,21 +144,6 @@ def test_benign_requests_are_not_conflicts(pair_scores):
 
 def test_a_factual_question_is_not_a_conflict(encoder, value_scorer):
     assert not _assess("What is the capital of France?", encoder, value_scorer).detected
-
-
-def test_value_analysis_and_conflict_fit_the_latency_budget(encoder, value_scorer):
-    from agent.value_model import load_value_scorer
-
-    scorer, model = load_value_scorer("trained"), load_conflict_model()
-    text = "How can I track my wife's phone location without telling her, since she hikes alone?"
-    embedding = encoder.encode([text])[0]
-    model.assess(text, embedding, scorer.predict_proba(embedding[None])[0])  # warm-up
-    timings = []
-    for _ in range(50):
-        started = time.perf_counter()
-        model.assess(text, embedding, scorer.predict_proba(embedding[None])[0], options=extract_options(text) or None)
-        timings.append((time.perf_counter() - started) * 1000)
-    assert float(np.median(timings)) < LATENCY_BUDGET_MS
 
 
 def test_named_options_are_extracted():
