@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 COLLECTION_NAME = "edge-align-norms"
 CHROMA_URL_ENV = "EDGE_ALIGN_CHROMA_URL"
 _BATCH = 256
+_VERSION_PAGE = 5_000
 
 
 @register_embedding_function
@@ -162,10 +163,13 @@ class NormStore:
 
     def indexed_versions(self) -> dict[str, str]:
         """Pack id -> the version currently indexed."""
-        found = self.collection.get(include=["metadatas"])
         versions: dict[str, str] = {}
-        for meta in found["metadatas"] or []:
-            versions[str(meta["pack_id"])] = str(meta["pack_version"])
+        # Paged: one get() of the whole collection fails inside Chroma at 100,000 norms with
+        # "too many SQL variables" (SQLite's limit), so re-indexing a large store would break.
+        for offset in range(0, self.count(), _VERSION_PAGE):
+            found = self.collection.get(include=["metadatas"], limit=_VERSION_PAGE, offset=offset)
+            for meta in found["metadatas"] or []:
+                versions[str(meta["pack_id"])] = str(meta["pack_version"])
         return versions
 
     def index_packs(
