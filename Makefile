@@ -51,6 +51,7 @@ bench: install
 	$(PY) benchmarks/value_analysis.py
 	$(PY) benchmarks/norm_retrieval.py
 	$(PY) benchmarks/load.py
+	$(PY) benchmarks/scale.py
 
 train: install
 	$(PY) -m agent.training.train_values

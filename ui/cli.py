@@ -227,6 +227,8 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
         ("memory.transcripts", "TranscriptError"),
         ("memory.norm_pack", "NormPackError"),
         ("agent.llm", "LLMConfigError"),
+        ("memory.backends", "BackendConfigError"),
+        ("memory.backends", "BackendUnavailableError"),
     ):
         try:
             found.append(getattr(importlib.import_module(module), name))
