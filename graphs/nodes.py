@@ -30,7 +30,7 @@ from graphs.context import Context
 from graphs.resources import get_resources
 from graphs.state import Clarification, State
 from memory.profiles import load_user_context, remember_user_context
-from prompts import data_block, load_prompt, load_prompt_data, render
+from prompts import data_block, load_prompt, load_prompt_data, render, strip_echoed_markup
 
 
 class InvalidMessageError(ValueError):
@@ -361,7 +361,7 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             model = get_config().get("configurable", {}).get("chat_model") or make_chat_model(
                 resolve_settings(llm_settings(ctx))
             )
-            text = whole_sentences(generate(model, build_answer_prompt(state, ctx)))
+            text = whole_sentences(strip_echoed_markup(generate(model, build_answer_prompt(state, ctx))))
         except LLMUnavailableError as failure:
             from string import Template
 

@@ -46,5 +46,13 @@ def as_data(text: str) -> str:
     return cleaned.replace("```", "'''")
 
 
+def strip_echoed_markup(text: str) -> str:
+    """Remove block and role tags a small model copies from its prompt into its answer.
+
+    Left in, a stray ``<data ...>`` would be taken for HTML by a chat window and hide the reply.
+    """
+    return _DELIMITER_LOOKALIKES.sub("", text).strip()
+
+
 def data_block(label: str, text: str) -> str:
     return f'<data kind="{label}">\n{as_data(text)}\n</data>'
