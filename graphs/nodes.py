@@ -23,6 +23,7 @@ from agent.context_slots import extract_context, is_personal, match_option, want
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
+from agent.question_bank import bm25_tokens
 from agent.value_model import active_values
 from agent.values import VALUE_NAMES
 from agent.vocabulary import Decision, Stance
@@ -178,7 +179,32 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
 
 
-def _question(state: State, about: str) -> dict[str, Any]:
+_YES_NO_OPENERS = ("are ", "is ", "do ", "does ", "would ", "will ", "can ", "did ", "have ", "should ")
+
+
+def _bank_question(state: State, home: str | None) -> dict[str, Any] | None:
+    """The best-ranked ClariQ question for an ambiguous request, with Yes/No buttons when it is a yes/no question."""
+    bank = get_resources(home).question_bank
+    if bank is None:
+        return None
+    ranked = bank.rank(state["request"], np.asarray(state["embedding"], dtype=np.float32), k=10)
+    # Bank questions were written for other topics; one that names none of the request's words
+    # ("... about bobcats?" for a jaguar request) would ask about the wrong thing.
+    words = set(bm25_tokens(state["request"]))
+    fitting = [q for q in ranked if words & set(bm25_tokens(q.text))]
+    if not fitting:
+        return None
+    text = fitting[0].text.strip()
+    text = text[0].upper() + text[1:] + ("" if text.endswith("?") else "?")
+    options = ["Yes", "No"] if text.lower().startswith(_YES_NO_OPENERS) else []
+    return {"question": text, "options": options, "about": INTENT}
+
+
+def _question(state: State, about: str, home: str | None = None) -> dict[str, Any]:
+    if about == INTENT:
+        from_bank = _bank_question(state, home)
+        if from_bank:
+            return from_bank
     templates = load_prompt_data("clarify_questions.yaml")
     template = templates.get(about, templates[INTENT])
     return {
@@ -226,7 +252,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "timings_ms": _timed(state, "decide", started),
     }
     if outcome.decision == Decision.CLARIFY:
-        question = _question(state, outcome.ask_about or INTENT)
+        question = _question(state, outcome.ask_about or INTENT, ctx.home)
         update["pending_question"] = question
         update["reply"] = question["question"]
         update["messages"] = [AIMessage(question["question"], additional_kwargs={"edge_align": question})]

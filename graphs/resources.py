@@ -16,6 +16,7 @@ from agent.conflict import ConflictModel, load_conflict_model
 from agent.constraints import ConstraintBook
 from agent.domains import DomainDetector
 from agent.encoder import Encoder, load_encoder
+from agent.question_bank import QuestionBank, QuestionBankMissingError
 from agent.value_model import ValueScorer, load_value_scorer
 from memory.norm_pack import load_packs, shipped_packs_dir
 from memory.norm_store import NormStore, open_norm_store
@@ -36,6 +37,7 @@ class Resources:
     norms: NormStore
     pack_versions: dict[str, str]
     home: Path
+    question_bank: QuestionBank | None  # ClariQ's bank when the data directory has it
 
 
 def _progress(message: str) -> None:
@@ -62,6 +64,15 @@ def index_norms(store: NormStore, home: Path, *, show_progress: bool = True) -> 
     return store.index_packs(packs, progress=report)
 
 
+def _question_bank(encoder: Encoder) -> QuestionBank | None:
+    """ClariQ's question bank is research data that is not shipped: without it, intent questions use a template."""
+    try:
+        return QuestionBank.load(encoder=encoder)
+    except QuestionBankMissingError:
+        _progress("ClariQ question bank not found: intent questions will use the generic template")
+        return None
+
+
 @lru_cache(maxsize=4)
 def _load(home: Path) -> Resources:
     started = time.perf_counter()
@@ -81,6 +92,7 @@ def _load(home: Path) -> Resources:
         norms=store,
         pack_versions={**report.unchanged, **report.added},
         home=home,
+        question_bank=_question_bank(encoder),
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")
     return resources

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +38,11 @@ def main() -> None:
     results: list[tuple[float, tuple[float, ...], dict[str, Any]]] = []
     for values in itertools.product(*GRID.values()):
         setting = dict(zip(GRID, values, strict=True))
-        metrics = score(predict(dev, replace(base, **setting)))
+        metrics = score(predict(dev, Context.validated(**{**vars(base), **setting})))
         results.append((metrics["decision"]["accuracy"], values, setting))
         print(f"{setting}: dev decision accuracy {metrics['decision']['accuracy']:.3f}", flush=True)
     best_accuracy, _, best = max(results, key=lambda r: (r[0], r[1]))
-    test_metrics = score(predict(test, replace(base, **best)))
+    test_metrics = score(predict(test, Context.validated(**{**vars(base), **best})))
     print(json.dumps({"chosen": best, "dev_accuracy": best_accuracy, "test": test_metrics["decision"]}, indent=2))
 
 

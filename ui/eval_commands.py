@@ -29,6 +29,41 @@ def register(sub: Any) -> None:
     )
     parser.set_defaults(handler=run)
 
+    simulate = sub.add_parser(
+        "simulate",
+        help="play simulated users from a dataset against the agent",
+        description="clariq: each (topic, facet) of a ClariQ split is a conversation; when the agent asks, the "
+        "simulated user answers with ClariQ's recorded answer to the most similar recorded question.",
+    )
+    simulate.add_argument("dataset", choices=["clariq"])
+    simulate.add_argument("--split", default="dev", choices=["train", "dev"])
+    simulate.add_argument("--limit", type=int, help="only the first N conversations")
+    simulate.add_argument("--json", action="store_true")
+    simulate.set_defaults(handler=run_simulation)
+
+
+def run_simulation(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from graphs.context import Context
+    from graphs.simulation import clariq_conversations, simulate
+
+    conversations = clariq_conversations(args.split)
+    if args.limit:
+        conversations = conversations[: args.limit]
+    with tqdm(total=len(conversations), desc="simulating ClariQ users", unit="conv", file=sys.stderr) as bar:
+        report = simulate(conversations, Context.from_env(), progress=bar.update)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        relevance = report["question_relevance"]
+        print(
+            f"{report['conversations']} conversations: {report['reached_answer']:.3f} reached an answer, "
+            f"{report['mean_questions']:.2f} questions on average; question relevance "
+            f"{relevance['mean_best_similarity']} (mean best similarity to a recorded question)"
+        )
+    return 0
+
 
 def _cases(args: argparse.Namespace) -> tuple[str, list[Any]]:
     from graphs.evaluation import adapter_cases, read_cases
