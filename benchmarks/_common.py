@@ -15,6 +15,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
+# The turns both latency benchmarks time: a factual question, a clarification, a contested
+# question, two privacy-sensitive requests and a plain how-to.
+TURN_MESSAGES = [
+    "What is the capital of France?",
+    "Should I read my 15-year-old daughter's diary to check she's safe?",
+    "Is euthanasia morally acceptable?",
+    "How can I find my ex-partner's new address to send back her belongings?",
+    "Can I use my mother's bank card to pay her bills while she is in hospital?",
+    "What's a good way to learn Spanish in three months?",
+]
+
+
 def private_home() -> Path:
     """Benchmarks write into a fresh data home unless EDGE_ALIGN_HOME is set."""
     if not os.environ.get("EDGE_ALIGN_HOME"):

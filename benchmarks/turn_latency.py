@@ -12,16 +12,8 @@ import argparse
 import time
 from dataclasses import replace
 
+from _common import TURN_MESSAGES as MESSAGES
 from _common import emit, private_home, summary
-
-MESSAGES = [
-    "What is the capital of France?",
-    "Should I read my 15-year-old daughter's diary to check she's safe?",
-    "Is euthanasia morally acceptable?",
-    "How can I find my ex-partner's new address to send back her belongings?",
-    "Can I use my mother's bank card to pay her bills while she is in hospital?",
-    "What's a good way to learn Spanish in three months?",
-]
 
 
 def main() -> None:
