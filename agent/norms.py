@@ -56,6 +56,23 @@ class NormEvidence:
     support: Mapping[str, Any] | None = None
     contested: bool = False
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NormEvidence:
+        """The inverse of :meth:`to_dict` (norms travel through the checkpointed state as dicts)."""
+        return cls(
+            id=data["id"],
+            text=data["text"],
+            community=data["community"],
+            pack_id=data["pack_id"],
+            pack_version=data["pack_version"],
+            domains=tuple(data["domains"]),
+            applies_when={k: tuple(v) for k, v in data["applies_when"].items()},
+            stance=Stance(data["stance"]),
+            similarity=float(data["similarity"]),
+            support=data.get("support"),
+            contested=bool(data.get("contested", False)),
+        )
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["domains"] = list(self.domains)

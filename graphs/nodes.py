@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from string import Template
 from typing import Any
 
 import numpy as np
@@ -26,12 +27,12 @@ from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, 
 from agent.question_bank import bm25_tokens
 from agent.value_model import active_values
 from agent.values import VALUE_NAMES
-from agent.vocabulary import Decision, Stance
+from agent.vocabulary import Decision
 from graphs.context import Context
 from graphs.resources import get_resources
 from graphs.state import Clarification, State
 from memory.profiles import load_user_context, remember_user_context
-from prompts import data_block, load_prompt, load_prompt_data, render, strip_echoed_markup
+from prompts import data_block, load_prompt, load_prompt_data, message, render, strip_echoed_markup
 
 
 class InvalidMessageError(ValueError):
@@ -55,13 +56,9 @@ def check_message(text: str, limit: int) -> str:
     # as UTF-8: stored as they are, they crashed the transcript writer. They become "?".
     cleaned = text.encode("utf-8", "replace").decode("utf-8").strip()
     if not cleaned:
-        raise InvalidMessageError(load_prompt_data("messages.yaml")["empty_message"])
+        raise InvalidMessageError(message("empty_message"))
     if len(cleaned) > limit:
-        from string import Template
-
-        raise InvalidMessageError(
-            Template(load_prompt_data("messages.yaml")["too_long"]).substitute(length=len(cleaned), limit=limit)
-        )
+        raise InvalidMessageError(message("too_long", length=len(cleaned), limit=limit))
     return cleaned
 
 
@@ -128,25 +125,6 @@ def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         },
         "timings_ms": _timed(state, "detect_conflict", started),
     }
-
-
-def _evidence_from(dicts: list[dict[str, Any]]) -> list[NormEvidence]:
-    return [
-        NormEvidence(
-            id=d["id"],
-            text=d["text"],
-            community=d["community"],
-            pack_id=d["pack_id"],
-            pack_version=d["pack_version"],
-            domains=tuple(d["domains"]),
-            applies_when={k: tuple(v) for k, v in d["applies_when"].items()},
-            stance=Stance(d["stance"]),
-            similarity=float(d["similarity"]),
-            support=d.get("support"),
-            contested=bool(d.get("contested", False)),
-        )
-        for d in dicts
-    ]
 
 
 def retrieve_norms(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
@@ -218,7 +196,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Clarify, answer or refuse: constraints lexicographically, then the value of a question."""
     started = time.perf_counter()
     ctx = runtime.context
-    norms = _evidence_from(state.get("norms", []))
+    norms = [NormEvidence.from_dict(n) for n in state.get("norms", [])]
     context = state.get("known_context", {})
     judgement = judge_norms(norms, context, ctx.relevance_floor)
     report = ConstraintReport.from_dict(state["constraints"])
@@ -307,18 +285,15 @@ def _perspectives(norms: list[dict[str, Any]], topics: int = 3) -> str:
     lines = [f"- {text} ({'; '.join(views)})" for text, views in list(stances.items())[:topics]]
     if not lines:
         return ""
-    return load_prompt_data("messages.yaml")["perspectives_header"] + "\n" + "\n".join(lines)
+    return message("perspectives_header") + "\n" + "\n".join(lines)
 
 
 def _assumption_line(policy: dict[str, Any], context: dict[str, str]) -> str:
-    from string import Template
-
-    messages = load_prompt_data("messages.yaml")
     known = [f"{k}: {v}" for k, v in sorted(context.items()) if v != "unknown"]
     stated = known + list(policy.get("assumptions", []))
     if not stated:
         return ""
-    return Template(messages["assumptions"]).substitute(assumptions="; ".join(stated))
+    return message("assumptions", assumptions="; ".join(stated))
 
 
 def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
@@ -326,8 +301,6 @@ def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
     policy = state.get("policy", {})
     style = policy.get("style", ResponseStyle.DIRECT)
     plans = load_prompt_data("plans.yaml")
-    from string import Template
-
     plan = Template(plans.get(style, plans["direct"])).safe_substitute(community=ctx.steer_community or "")
     norms = [n for n in state.get("norms", []) if n.get("applies")]
     if ctx.mode.value == "steerable" and ctx.steer_community:
@@ -389,10 +362,8 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             )
             text = whole_sentences(strip_echoed_markup(generate(model, build_answer_prompt(state, ctx))))
         except LLMUnavailableError as failure:
-            from string import Template
-
             error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
-            text = Template(load_prompt_data("messages.yaml")["llm_failed"]).substitute(problem=failure.user_message)
+            text = message("llm_failed", problem=failure.user_message)
     reply = "\n\n".join(part for part in [text, *extras] if part)
     return {
         "reply": reply,
@@ -404,18 +375,13 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
 def refuse(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """A refusal that explains itself and offers the constraint's safe alternative; no LLM involved."""
-    from string import Template
-
     started = time.perf_counter()
     matches = state.get("constraints", {}).get("matches", [])
     top = min(matches, key=lambda m: m["tier"]) if matches else {}
-    reply = (
-        Template(load_prompt_data("messages.yaml")["refusal"])
-        .substitute(
-            explanation=top.get("explanation", "it crosses a hard limit."),
-            alternative=top.get("safe_alternative") or "",
-        )
-        .strip()
+    reply = message(
+        "refusal",
+        explanation=top.get("explanation", "it crosses a hard limit."),
+        alternative=top.get("safe_alternative") or "",
     )
     return {"reply": reply, "messages": [AIMessage(reply)], "timings_ms": _timed(state, "refuse", started)}
 

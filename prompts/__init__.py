@@ -35,6 +35,11 @@ def load_prompt_data(name: str) -> Any:
     return yaml.safe_load(load_prompt(name))
 
 
+def message(key: str, **fields: object) -> str:
+    """A fixed text the user sees (prompts/messages.yaml), with its ``$field`` placeholders filled."""
+    return Template(load_prompt_data("messages.yaml")[key]).substitute({k: str(v) for k, v in fields.items()}).strip()
+
+
 def render(name: str, **fields: object) -> str:
     """Fill ``$field`` placeholders of a prompt file; a missing field is an error, not a blank."""
     return Template(load_prompt(name)).substitute({k: str(v) for k, v in fields.items()}).strip()
