@@ -23,11 +23,14 @@ import numpy as np
 
 from agent.constraints import ConstraintBook, ScoringSpec
 from agent.encoder import load_encoder
+from agent.metrics import DetectionScores, detection_scores
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CASES = PROJECT_ROOT / "tests" / "data" / "constraint_cases.jsonl"
 CACHE_DIR = Path("/tmp/edge-align-cache")
 SPLITS = ("dev", "test")
+# Scores are reported and compared at 4 decimals, so the sweep breaks near-ties toward the higher threshold.
+SCORE_DIGITS = 4
 SWEEP_THRESHOLDS = tuple(round(0.30 + 0.01 * step, 2) for step in range(51))
 SWEEP_MARGINS: tuple[float | None, ...] = (0.02, 0.05, 0.1, 0.15, 0.2, 0.3, None)
 SWEEP_SCORINGS = tuple(
@@ -43,16 +46,6 @@ class Case:
     text: str
     constraint: str | None
     split: str
-
-
-@dataclass(frozen=True)
-class Scores:
-    precision: float
-    recall: float
-    f1: float
-    true_positives: int
-    false_positives: int
-    false_negatives: int
 
 
 def load_cases(path: Path = DEFAULT_CASES) -> list[Case]:
@@ -80,13 +73,6 @@ def embed_cases(texts: Sequence[str]) -> np.ndarray:
     return vectors
 
 
-def _scores(tp: int, fp: int, fn: int) -> Scores:
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return Scores(round(precision, 4), round(recall, 4), round(f1, 4), tp, fp, fn)
-
-
 def predictions(book: ConstraintBook, embeddings: np.ndarray) -> list[str | None]:
     """The best-scoring matched constraint id per case, or None when nothing matched."""
     named = []
@@ -101,7 +87,7 @@ def all_matches(book: ConstraintBook, embeddings: np.ndarray) -> list[tuple[str,
     return [tuple(match.id for match in book.check(vector).matches) for vector in embeddings]
 
 
-def all_match_scores(labels: Sequence[str | None], matched: Sequence[tuple[str, ...]]) -> Scores:
+def all_match_scores(labels: Sequence[str | None], matched: Sequence[tuple[str, ...]]) -> DetectionScores:
     """Per (case, constraint) pair: every matched id other than the label is a false positive.
 
     This is the metric that sees weak co-matches, which matter because a co-matched higher-tier
@@ -110,23 +96,23 @@ def all_match_scores(labels: Sequence[str | None], matched: Sequence[tuple[str, 
     tp = sum(1 for gold, ids in zip(labels, matched, strict=True) if gold and gold in ids)
     fp = sum(sum(1 for name in ids if name != gold) for gold, ids in zip(labels, matched, strict=True))
     fn = sum(1 for gold, ids in zip(labels, matched, strict=True) if gold and gold not in ids)
-    return _scores(tp, fp, fn)
+    return detection_scores(tp, fp, fn, digits=SCORE_DIGITS)
 
 
-def any_match_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> Scores:
+def any_match_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> DetectionScores:
     """Binary: does the message touch some constraint at all?"""
     tp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess)
     fp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if not gold and guess)
     fn = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and not guess)
-    return _scores(tp, fp, fn)
+    return detection_scores(tp, fp, fn, digits=SCORE_DIGITS)
 
 
-def exact_id_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> Scores:
+def exact_id_scores(labels: Sequence[str | None], predicted: Sequence[str | None]) -> DetectionScores:
     """Micro-averaged over constraints: a prediction is right only when it names the labelled id."""
     tp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess == gold)
     fp = sum(1 for gold, guess in zip(labels, predicted, strict=True) if guess and guess != gold)
     fn = sum(1 for gold, guess in zip(labels, predicted, strict=True) if gold and guess != gold)
-    return _scores(tp, fp, fn)
+    return detection_scores(tp, fp, fn, digits=SCORE_DIGITS)
 
 
 def measure(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarray) -> dict[str, Any]:

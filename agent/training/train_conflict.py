@@ -28,7 +28,6 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 
 from agent.conflict import (
     MODELS_DIR,
@@ -43,6 +42,7 @@ from agent.conflict import (
 )
 from agent.datasets import dataset_dir
 from agent.encoder import Encoder, load_encoder
+from agent.metrics import auroc_or_nan, pairwise_accuracy, youden_threshold
 from agent.value_model import ValueModelMissingError, embed_cached, load_value_scorer, read_valueeval_split
 from agent.values import VALUE_NAMES
 
@@ -211,19 +211,6 @@ def value_probabilities(embeddings: np.ndarray, data_dir: str | None = None) -> 
     return 1.0 / (1.0 + np.exp(-(embeddings @ weights.T + bias))), "development logistic (no value artefact)"
 
 
-def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    return float(roc_auc_score(labels, scores)) if len(set(labels.tolist())) == 2 else float("nan")
-
-
-def pairwise_accuracy(rows: list[PairRow], scores: np.ndarray) -> float:
-    by_pair: dict[int, dict[bool, float]] = defaultdict(dict)
-    for row, score in zip(rows, scores, strict=True):
-        if row.pair is not None:
-            by_pair[row.pair][row.conflict] = float(score)
-    wins = [1.0 if p[True] > p[False] else 0.5 if p[True] == p[False] else 0.0 for p in by_pair.values()]
-    return float(np.mean(wins))
-
-
 def length_matched(words: np.ndarray, labels: np.ndarray, width: int = 5) -> np.ndarray:
     """Indices keeping, in every word-count bin, as many high as low items (random, fixed seed)."""
     rng = np.random.default_rng(SEED)
@@ -293,29 +280,17 @@ def moralchoice_transfer(
         "n_all": len(rules),
         "n_length_matched": len(keep),
         "options_extracted": float(np.mean([len(o) >= 2 for o in named])),
-        "auroc_word_count_all": auroc(mc.high, words),
-        "auroc_word_count_matched": auroc(mc.high[keep], words[keep]),
+        "auroc_word_count_all": auroc_or_nan(mc.high, words),
+        "auroc_word_count_matched": auroc_or_nan(mc.high[keep], words[keep]),
     }
     for name, values in scores.items():
-        result[f"auroc_{name}_matched"] = auroc(mc.high[keep], values[keep])
-        result[f"auroc_{name}_all"] = auroc(mc.high, values)
+        result[f"auroc_{name}_matched"] = auroc_or_nan(mc.high[keep], values[keep])
+        result[f"auroc_{name}_all"] = auroc_or_nan(mc.high, values)
     result["auroc_assess_matched_per_rule"] = {
-        rule: auroc(mc.high[keep][rules[keep] == rule], scores["assess"][keep][rules[keep] == rule])
+        rule: auroc_or_nan(mc.high[keep][rules[keep] == rule], scores["assess"][keep][rules[keep] == rule])
         for rule in sorted(set(mc.rules))
     }
     return result
-
-
-def fit_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
-    """The score cut that maximises balanced accuracy (Youden's J) on the dev pairs."""
-    best_j, best_t = -1.0, float(np.median(scores))
-    for t in np.unique(scores):
-        predicted = scores >= t
-        tpr = predicted[labels == 1].mean()
-        fpr = predicted[labels == 0].mean()
-        if tpr - fpr > best_j:
-            best_j, best_t = float(tpr - fpr), float(t)
-    return best_t
 
 
 def fit_calibration(labels: np.ndarray, raw: np.ndarray) -> Calibration:
@@ -397,7 +372,7 @@ def train(data_dir: str | None, out_dir: Path = MODELS_DIR) -> dict:
     dev = groups["dev"]
     calibration = fit_calibration(labels[dev], raw[dev])
     scores = np.array([calibration(r) for r in raw])
-    threshold = fit_threshold(labels[dev], scores[dev])
+    threshold = youden_threshold(labels[dev], scores[dev])
     model = ConflictModel(heads=heads, threshold=threshold, meta={}, calibration=calibration)
     baseline = np.array([schwartz_opposition(p)[0] for p in probs])
 
@@ -412,11 +387,13 @@ def train(data_dir: str | None, out_dir: Path = MODELS_DIR) -> dict:
             lengths[r.pair][r.conflict] = len(r.text.split())
         entry = {
             "n_pairs": len(lengths),
-            "auroc": auroc(labels[sel], scores[sel]),
-            "pairwise_accuracy": pairwise_accuracy(sel_rows, scores[sel]),
+            "auroc": auroc_or_nan(labels[sel], scores[sel]),
+            "pairwise_accuracy": pairwise_accuracy(
+                [r.pair for r in sel_rows], [r.conflict for r in sel_rows], scores[sel]
+            ),
             "brier": float(np.mean((scores[sel] - labels[sel]) ** 2)),
-            "baseline_schwartz_auroc": auroc(labels[sel], baseline[sel]),
-            "word_count_auroc": auroc(labels[sel], np.array([len(r.text.split()) for r in sel_rows])),
+            "baseline_schwartz_auroc": auroc_or_nan(labels[sel], baseline[sel]),
+            "word_count_auroc": auroc_or_nan(labels[sel], np.array([len(r.text.split()) for r in sel_rows])),
             "mean_abs_word_gap": float(np.mean([abs(p[True] - p[False]) for p in lengths.values()])),
             "detected_rate_conflict": float((scores[sel & (labels == 1)] >= threshold).mean()),
             "detected_rate_plain": float((scores[sel & (labels == 0)] >= threshold).mean()),

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from agent.encoder import load_encoder
+from agent.metrics import best_f1_thresholds, column_f1, expected_calibration_error, macro_f1_at, split_half_macro_f1
 from agent.value_model import (
     MODELS_DIR,
     TRAINED_ARTEFACT,
@@ -29,7 +30,6 @@ from agent.value_model import (
     ZeroShotValueScorer,
     embed_cached,
     load_value_categories,
-    per_value_f1,
     pool_similarities,
     read_valueeval_split,
     trained_features,
@@ -40,6 +40,7 @@ REPORT_FILE = MODELS_DIR / "values_report.json"
 FIGURE_FILE = MODELS_DIR.parent.parent / "docs" / "figures" / "value_f1.png"
 N_VALUES = len(VALUE_NAMES)
 THRESHOLD_GRID = np.round(np.arange(0.02, 0.91, 0.01), 2)
+ECE_BINS = 15
 
 
 @dataclass(frozen=True)
@@ -101,46 +102,12 @@ def subvalue_prototypes(description_embeddings: np.ndarray, descriptions: Descri
     return np.stack(rows).astype(np.float32)
 
 
-# --- thresholds and metrics ---------------------------------------------------------------------------
+# --- thresholds -------------------------------------------------------------------------------------------
 
 
 def tune_thresholds(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Per value, the grid threshold with the highest F1 on (probs, labels)."""
-    labels = labels.astype(bool)
-    best = np.zeros(probs.shape[1], dtype=np.float32)
-    for value in range(probs.shape[1]):
-        predicted = probs[:, value][:, None] >= THRESHOLD_GRID[None, :]
-        gold = labels[:, value][:, None]
-        true_pos = (predicted & gold).sum(axis=0)
-        denominator = predicted.sum(axis=0) + gold.sum()
-        f1 = np.divide(2 * true_pos, denominator, out=np.zeros(len(THRESHOLD_GRID)), where=denominator > 0)
-        best[value] = THRESHOLD_GRID[int(np.argmax(f1))]
-    return best
-
-
-def macro_f1(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray) -> float:
-    return float(per_value_f1(labels.astype(np.int8), (probs >= thresholds).astype(np.int8)).mean())
-
-
-def half_split_f1(probs: np.ndarray, labels: np.ndarray, seed: int) -> dict[str, float]:
-    """Thresholds tuned on one random half of validation, macro-F1 measured on the other (both ways)."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    first, second = order[: len(order) // 2], order[len(order) // 2 :]
-    a_to_b = macro_f1(probs[second], labels[second], tune_thresholds(probs[first], labels[first]))
-    b_to_a = macro_f1(probs[first], labels[first], tune_thresholds(probs[second], labels[second]))
-    return {"tune_a_score_b": a_to_b, "tune_b_score_a": b_to_a, "mean": (a_to_b + b_to_a) / 2}
-
-
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE over all (argument, value) pairs with equal-width probability bins."""
-    flat_probs, flat_labels = probs.reshape(-1), labels.reshape(-1).astype(np.float64)
-    which = np.minimum((flat_probs * bins).astype(int), bins - 1)
-    error = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            error += mask.mean() * abs(flat_probs[mask].mean() - flat_labels[mask].mean())
-    return float(error)
+    return best_f1_thresholds(probs, labels, THRESHOLD_GRID)
 
 
 # --- zero-shot -------------------------------------------------------------------------------------------
@@ -355,13 +322,13 @@ def _value_names_array() -> np.ndarray:
 
 def _scorer_metrics(probs: np.ndarray, labels: np.ndarray, thresholds: np.ndarray, seed: int) -> dict:
     return {
-        "validation_macro_f1": macro_f1(probs, labels, thresholds),
+        "validation_macro_f1": macro_f1_at(probs, labels, thresholds),
         "validation_f1": dict(
-            zip(VALUE_NAMES, per_value_f1(labels, (probs >= thresholds).astype(np.int8)).tolist(), strict=True)
+            zip(VALUE_NAMES, column_f1(labels, (probs >= thresholds).astype(np.int8)).tolist(), strict=True)
         ),
-        "validation_macro_f1_at_0.5": macro_f1(probs, labels, np.full(N_VALUES, 0.5)),
-        "held_out_half": half_split_f1(probs, labels, seed),
-        "validation_ece": expected_calibration_error(probs, labels),
+        "validation_macro_f1_at_0.5": macro_f1_at(probs, labels, np.full(N_VALUES, 0.5)),
+        "held_out_half": split_half_macro_f1(probs, labels, THRESHOLD_GRID, seed),
+        "validation_ece": expected_calibration_error(labels, probs, bins=ECE_BINS),
         "validation_mean_prob": float(probs.mean()),
         "validation_label_rate": float(labels.mean()),
         "thresholds": thresholds.tolist(),
@@ -418,7 +385,7 @@ def train(data_dir: str | None, config: TrainingConfig, out_dir: Path = MODELS_D
     log(f"trained: {config.folds}-fold cross-validation on TRAINING (features {train_features.shape[1]})")
     oof = out_of_fold_logits(data, config, log)
     oof_f1 = {
-        share: macro_f1(_sigmoid(logits), train_y, tune_thresholds(_sigmoid(logits), train_y))
+        share: macro_f1_at(_sigmoid(logits), train_y, tune_thresholds(_sigmoid(logits), train_y))
         for share, logits in oof.items()
     }
     for share, f1 in oof_f1.items():
