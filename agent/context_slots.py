@@ -71,6 +71,39 @@ _PATTERNS: list[tuple[ContextSlot, str, re.Pattern[str]]] = [
 ]
 
 
+# The clarifying question offers coarse regions (EU, UK, US, elsewhere) while packs may name a
+# country or a US state, so a coarse answer admits any place inside it and a precise one admits
+# the region that holds it.
+_EU_MEMBERS = frozenset(
+    ["at", "be", "bg", "hr", "cy", "cz", "dk", "ee", "fi", "fr", "de", "gr", "hu", "ie", "it", "lv", "lt", "lu", "mt", "nl", "pl", "pt", "ro", "sk", "si", "es", "se"]
+)
+JURISDICTION_REGIONS = ("eu", "uk", "us", "other")
+
+
+def jurisdiction_region(code: str) -> str:
+    """The coarse region ("eu", "uk", "us" or "other") of a country, state or region code."""
+    code = code.strip().lower()
+    if code == "eu" or code in _EU_MEMBERS:
+        return "eu"
+    if code in ("uk", "gb") or code.startswith(("uk-", "gb-")):
+        return "uk"
+    if code == "us" or code.startswith("us-"):
+        return "us"
+    return "other"
+
+
+def slot_admits(slot: str, known: str, allowed: Sequence[str]) -> bool:
+    """Whether a known value of ``slot`` is compatible with a norm's ``applies_when`` list."""
+    if known in allowed:
+        return True
+    if slot != ContextSlot.JURISDICTION:
+        return False
+    region = jurisdiction_region(known)
+    if known.strip().lower() == region:
+        return any(jurisdiction_region(place) == region for place in allowed)
+    return region in allowed
+
+
 def extract_context(text: str) -> dict[str, str]:
     """Slot values the text states explicitly; the first matching pattern per slot wins."""
     found: dict[str, str] = {}

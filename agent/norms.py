@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from agent.context_slots import slot_admits
 from agent.vocabulary import Stance
 
 
@@ -87,7 +88,7 @@ def contradicts(norm: NormEvidence, context: Mapping[str, str]) -> bool:
     """True when a known fact of the user's situation rules the norm out."""
     for slot, allowed in norm.applies_when.items():
         known = context.get(slot)
-        if known and known != UNKNOWN and known not in allowed:
+        if known and known != UNKNOWN and not slot_admits(slot, known, allowed):
             return True
     return False
 
