@@ -1,13 +1,32 @@
 """The Chroma index of community norms: built incrementally by pack version, queried by embedding.
 
+Layout: one small collection per community (ids and vectors only) plus one collection of every
+norm (vectors, texts and metadata). A community filter is a choice of collections, merged by
+distance, so it needs no Chroma ``where``; a domain filter reads the domains from the record ids
+of an over-fetched nearest-neighbour list and fetches more while too few match, which keeps it
+exact. Both ``where`` filters were measured at hundreds of milliseconds at 100,000 norms, because
+Chroma evaluates them against one metadata table shared by every record of the store; see
+benchmarks/norm_retrieval.py. The collection of every norm answers unfiltered queries in one
+nearest-neighbour search and holds what a query returns.
+
+Each collection's metadata keeps a ledger of the packs it holds (version, norm count, norms per
+domain), so ``indexed_versions()`` is one listing of the collections and the ledgers tell a query
+how far to over-fetch.
+
 Embeddings are always computed on the client with the packaged MiniLM (the registered embedding
 function below), so neither an embedded store nor a Chroma server ever downloads a model.
 """
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
+import logging
+import math
 import os
+import re
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +35,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
 from agent.encoder import Encoder, load_encoder
@@ -26,12 +46,30 @@ if TYPE_CHECKING:
     from chromadb.api import ClientAPI
     from chromadb.api.models.Collection import Collection
 
-    from memory.norm_pack import NormPack
+    from memory.norm_pack import Norm, NormPack
 
-COLLECTION_NAME = "edge-align-norms"
+log = logging.getLogger("edge_align")
+
 CHROMA_URL_ENV = "EDGE_ALIGN_CHROMA_URL"
+ALL_NORMS_COLLECTION = "edge-align-norms-all"
+# The single collection of earlier versions, filtered with `where`; dropped on sight.
+LEGACY_COLLECTION_NAME = "edge-align-norms"
+_COMMUNITY_PREFIX = "edge-align-norms-c-"
+_ROLE_KEY = "edge_align_role"
+_ROLE_ALL = "all-norms"
+_ROLE_COMMUNITY = "community-norms"
+_COMMUNITY_KEY = "community"
+_LEDGER_KEY = "packs"
+_PENDING = ""  # the ledger's version while a pack's norms are being written
+_DOMAIN_MARK = "#"
+_DOMAIN_JOIN = "+"
 _BATCH = 256
-_VERSION_PAGE = 5_000
+# A domain-filtered query first fetches this many times the neighbours the domain share predicts,
+# and multiplies the fetch by it again while too few match: fetching ids and distances only costs
+# little more for 600 neighbours than for 12 (measured), a second round trip costs more.
+_OVERFETCH = 4
+_MIN_FETCH = 64
+_HNSW = {"hnsw": {"space": "cosine"}}
 
 
 @register_embedding_function
@@ -74,6 +112,121 @@ class IndexReport:
     norms_written: int = 0
 
 
+def community_collection_name(community: str) -> str:
+    """A name Chroma accepts (3-63 of [a-zA-Z0-9._-], alphanumeric at both ends) for any community.
+
+    The readable slug is cut to fit; the hash of the full name keeps cut names apart. The real
+    community name is kept in the collection's metadata, which is what the store reads back.
+    """
+    slug = re.sub(r"[^a-z0-9]+", "-", community.lower()).strip("-")[:30].strip("-")
+    digest = hashlib.sha256(community.encode("utf-8")).hexdigest()[:10]
+    return f"{_COMMUNITY_PREFIX}{slug}-{digest}" if slug else f"{_COMMUNITY_PREFIX}{digest}"
+
+
+def record_id(norm_id: str, domains: Iterable[str]) -> str:
+    """The id a norm is stored under: its id and its domains, so a query can filter by domain on ids alone.
+
+    Norm ids never contain the mark (pack validation allows only [a-z0-9._-]).
+    """
+    return f"{norm_id}{_DOMAIN_MARK}{_DOMAIN_JOIN.join(sorted(domains))}"
+
+
+def norm_id_of(stored_id: str) -> str:
+    return stored_id.partition(_DOMAIN_MARK)[0]
+
+
+def _tagged_with_any(stored_id: str, domains: frozenset[str]) -> bool:
+    tags = stored_id.partition(_DOMAIN_MARK)[2]
+    return bool(tags) and not domains.isdisjoint(tags.split(_DOMAIN_JOIN))
+
+
+def _metadata(pack: NormPack, norm: Norm) -> dict[str, Any]:
+    return {
+        "community": pack.community,
+        "pack_id": pack.id,
+        "pack_version": pack.version,
+        "stance": str(norm.stance),
+        "domains": json.dumps(list(norm.domains)),
+        "applies_when": json.dumps(
+            {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in norm.applies_when.items()}
+        ),
+        "support": json.dumps(norm.support.model_dump(mode="json", by_alias=True)) if norm.support else "",
+        "contested": bool(norm.support.contested) if norm.support else False,
+    }
+
+
+def _evidence(stored_id: str, text: str, meta: dict[str, Any], similarity: float) -> NormEvidence:
+    support = json.loads(meta["support"]) if meta.get("support") else None
+    return NormEvidence(
+        id=norm_id_of(stored_id),
+        text=text,
+        community=str(meta["community"]),
+        pack_id=str(meta["pack_id"]),
+        pack_version=str(meta["pack_version"]),
+        domains=tuple(json.loads(str(meta["domains"]))),
+        applies_when={k: tuple(v) for k, v in json.loads(str(meta["applies_when"])).items()},
+        stance=Stance(str(meta["stance"])),
+        similarity=similarity,
+        support=support,
+        contested=bool(meta.get("contested", False)),
+    )
+
+
+def _ledger_entry(pack: NormPack, version: str) -> dict[str, Any]:
+    per_domain = Counter(domain for norm in pack.norms for domain in set(norm.domains))
+    return {"version": version, "norms": len(pack.norms), "domains": dict(sorted(per_domain.items()))}
+
+
+def _shelf_metadata(community: str | None, packs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        _ROLE_KEY: _ROLE_ALL if community is None else _ROLE_COMMUNITY,
+        _LEDGER_KEY: json.dumps(packs, sort_keys=True),
+    }
+    if community is not None:
+        meta[_COMMUNITY_KEY] = community
+    return meta
+
+
+@dataclass
+class _Shelf:
+    """One collection and the ledger of packs it holds, as last read from (or written to) Chroma."""
+
+    collection: Collection
+    community: str | None  # None for the collection of every norm
+    packs: dict[str, dict[str, Any]]
+
+    @classmethod
+    def read(cls, collection: Collection) -> _Shelf:
+        meta = collection.metadata or {}
+        community = meta.get(_COMMUNITY_KEY)
+        return cls(
+            collection, None if community is None else str(community), json.loads(str(meta.get(_LEDGER_KEY, "{}")))
+        )
+
+    def save(self) -> None:
+        self.collection.modify(metadata=_shelf_metadata(self.community, self.packs))
+
+    def size(self) -> int:
+        return sum(int(entry["norms"]) for entry in self.packs.values())
+
+    def matching(self, domains: frozenset[str]) -> int:
+        """An upper bound on the norms tagged with any of ``domains`` (a norm may carry several)."""
+        tally = sum(int(entry["domains"].get(d, 0)) for entry in self.packs.values() for d in domains)
+        return min(tally, self.size())
+
+
+def _first_fetch(size: int, matching: int, k: int) -> int:
+    """Neighbours to fetch so that ``k`` of them likely carry the wanted domains.
+
+    Reading the whole collection asks for one more than it holds: fewer returned than asked is how
+    the search knows it has seen everything, without a second query.
+    """
+    whole = max(size, k) + 1
+    if matching <= k:
+        return whole  # every match is needed
+    return min(whole, max(_MIN_FETCH, math.ceil(_OVERFETCH * k * size / matching)))
+
+
 def open_chroma_client(index_path: Path, url: str | None = None) -> ClientAPI:
     """An embedded PersistentClient on ``index_path``, or an HttpClient when a server URL is configured."""
     import chromadb
@@ -95,65 +248,15 @@ def open_chroma_client(index_path: Path, url: str | None = None) -> ClientAPI:
     return chromadb.PersistentClient(path=str(index_path), settings=settings)
 
 
-def _metadata(pack: NormPack, norm: Any) -> dict[str, Any]:
-    meta: dict[str, Any] = {
-        "community": pack.community,
-        "pack_id": pack.id,
-        "pack_version": pack.version,
-        "stance": str(norm.stance),
-        "domains": json.dumps(list(norm.domains)),
-        "applies_when": json.dumps(
-            {str(k): ([v] if isinstance(v, str) else list(v)) for k, v in norm.applies_when.items()}
-        ),
-        "support": json.dumps(norm.support.model_dump(mode="json", by_alias=True)) if norm.support else "",
-        "contested": bool(norm.support.contested) if norm.support else False,
-    }
-    # One boolean per domain: Chroma's `where` filters cannot look inside lists.
-    for domain in norm.domains:
-        meta[f"domain_{domain}"] = True
-    return meta
-
-
-def _evidence(norm_id: str, text: str, meta: dict[str, Any], similarity: float) -> NormEvidence:
-    support = json.loads(meta["support"]) if meta.get("support") else None
-    return NormEvidence(
-        id=norm_id,
-        text=text,
-        community=str(meta["community"]),
-        pack_id=str(meta["pack_id"]),
-        pack_version=str(meta["pack_version"]),
-        domains=tuple(json.loads(str(meta["domains"]))),
-        applies_when={k: tuple(v) for k, v in json.loads(str(meta["applies_when"])).items()},
-        stance=Stance(str(meta["stance"])),
-        similarity=similarity,
-        support=support,
-        contested=bool(meta.get("contested", False)),
-    )
-
-
-def _all_of(clauses: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """Chroma wants $and with two or more clauses, and a bare clause otherwise."""
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
-
-
-def _any_of(clauses: list[dict[str, Any]]) -> dict[str, Any] | None:
-    if not clauses:
-        return None
-    return clauses[0] if len(clauses) == 1 else {"$or": clauses}
-
-
 class NormStore:
-    """Norm packs in a Chroma collection; the query embedding is handed in, never recomputed here."""
+    """Norm packs in Chroma, one collection per community; the query embedding is handed in, never recomputed here."""
 
     def __init__(self, client: ClientAPI, encoder: Encoder | None = None) -> None:
+        self._client = client
         self._encoder = encoder
-        self.collection: Collection = client.get_or_create_collection(
-            COLLECTION_NAME,
-            embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
-            configuration={"hnsw": {"space": "cosine"}},
-        )
+        self._all: _Shelf
+        self._communities: dict[str, _Shelf] = {}
+        self._refresh()
 
     @property
     def encoder(self) -> Encoder:
@@ -161,16 +264,84 @@ class NormStore:
             self._encoder = load_encoder()
         return self._encoder
 
+    @property
+    def collection(self) -> Collection:
+        """The collection of every norm, with texts and metadata."""
+        return self._all.collection
+
+    def communities(self) -> list[str]:
+        return sorted(self._communities)
+
+    def _create(self, name: str, shelf_metadata: dict[str, Any]) -> Collection:
+        return self._client.get_or_create_collection(
+            name,
+            metadata=shelf_metadata,
+            embedding_function=MiniLMEmbeddingFunction(),  # type: ignore[arg-type]
+            configuration=_HNSW,  # type: ignore[arg-type]
+        )
+
+    def _refresh(self) -> None:
+        """Re-read the collections and their ledgers: another process may have indexed in the meantime."""
+        communities: dict[str, _Shelf] = {}
+        every: _Shelf | None = None
+        for collection in self._client.list_collections():
+            role = (collection.metadata or {}).get(_ROLE_KEY)
+            if collection.name == LEGACY_COLLECTION_NAME:
+                held = collection.count()
+                self._client.delete_collection(LEGACY_COLLECTION_NAME)
+                log.warning(
+                    "dropped the old single-collection norm index %r (%d norms); the next index run "
+                    "rebuilds it as one collection per community",
+                    LEGACY_COLLECTION_NAME,
+                    held,
+                )
+            elif role == _ROLE_COMMUNITY:
+                shelf = _Shelf.read(collection)
+                communities[str(shelf.community)] = shelf
+            elif role == _ROLE_ALL:
+                every = _Shelf.read(collection)
+        if every is None:
+            every = _Shelf(self._create(ALL_NORMS_COLLECTION, _shelf_metadata(None, {})), None, {})
+        self._all = every
+        self._communities = communities
+
+    def _community_shelf(self, community: str) -> _Shelf:
+        shelf = self._communities.get(community)
+        if shelf is None:
+            collection = self._create(community_collection_name(community), _shelf_metadata(community, {}))
+            shelf = self._communities[community] = _Shelf(collection, community, {})
+        return shelf
+
     def indexed_versions(self) -> dict[str, str]:
-        """Pack id -> the version currently indexed."""
+        """Pack id -> the version completely indexed (in its community's collection and in the collection of all)."""
+        self._refresh()
+        seen = Counter(pack_id for shelf in self._communities.values() for pack_id in shelf.packs)
         versions: dict[str, str] = {}
-        # Paged: one get() of the whole collection fails inside Chroma at 100,000 norms with
-        # "too many SQL variables" (SQLite's limit), so re-indexing a large store would break.
-        for offset in range(0, self.count(), _VERSION_PAGE):
-            found = self.collection.get(include=["metadatas"], limit=_VERSION_PAGE, offset=offset)
-            for meta in found["metadatas"] or []:
-                versions[str(meta["pack_id"])] = str(meta["pack_version"])
+        for shelf in self._communities.values():
+            for pack_id, entry in shelf.packs.items():
+                version = str(entry["version"])
+                in_all = self._all.packs.get(pack_id, {}).get("version")
+                # A pack listed twice or half written (a run stopped mid-way) is not indexed: rewrite it.
+                if version != _PENDING and in_all == version and seen[pack_id] == 1:
+                    versions[pack_id] = version
         return versions
+
+    def _remove_pack(self, pack_id: str, *, keep_collection_of: str | None = None) -> None:
+        """Delete a pack's norms wherever a ledger lists it (and from ``keep_collection_of``'s collection,
+        which is about to receive it); a community collection left without packs is dropped."""
+        for community, shelf in list(self._communities.items()):
+            if pack_id not in shelf.packs and community != keep_collection_of:
+                continue
+            shelf.collection.delete(where={"pack_id": pack_id})
+            shelf.packs.pop(pack_id, None)
+            if not shelf.packs and community != keep_collection_of:
+                self._client.delete_collection(shelf.collection.name)
+                del self._communities[community]
+            else:
+                shelf.save()
+        self._all.collection.delete(where={"pack_id": pack_id})
+        if self._all.packs.pop(pack_id, None) is not None:
+            self._all.save()
 
     def index_packs(
         self,
@@ -181,8 +352,9 @@ class NormStore:
     ) -> IndexReport:
         """Write packs whose version is not indexed yet; leave the others untouched.
 
-        ``prune`` removes packs that are indexed but no longer given. ``progress(done, total)``
-        is called after each batch of norms.
+        A pack whose community changed moves to the new community's collection. ``prune`` removes
+        packs that are indexed but no longer given. ``progress(done, total)`` is called after each
+        batch of norms.
         """
         report = IndexReport()
         current = self.indexed_versions()
@@ -195,32 +367,67 @@ class NormStore:
         total = sum(len(p.norms) for p in todo)
         done = 0
         for pack in todo:
-            if pack.id in current:
-                self.collection.delete(where={"pack_id": pack.id})
+            self._remove_pack(pack.id, keep_collection_of=pack.community)
+            shelf = self._community_shelf(pack.community)
+            # Listed before writing, so a run stopped half-way leaves a ledger entry that the next
+            # run sees as not indexed (rewritten) or, with prune, as a pack to remove.
+            for target in (shelf, self._all):
+                target.packs[pack.id] = _ledger_entry(pack, _PENDING)
+                target.save()
             for start in range(0, len(pack.norms), _BATCH):
                 batch = pack.norms[start : start + _BATCH]
                 texts = [n.text for n in batch]
-                self.collection.add(
-                    ids=[n.id for n in batch],
-                    documents=texts,
-                    embeddings=list(self.encoder.encode(texts)),
-                    metadatas=[_metadata(pack, n) for n in batch],
+                ids = [record_id(n.id, n.domains) for n in batch]
+                vectors = list(self.encoder.encode(texts))
+                shelf.collection.add(ids=ids, embeddings=vectors, metadatas=[{"pack_id": pack.id}] * len(batch))
+                self._all.collection.add(
+                    ids=ids, embeddings=vectors, documents=texts, metadatas=[_metadata(pack, n) for n in batch]
                 )
                 done += len(batch)
                 if progress:
                     progress(done, total)
+            for target in (shelf, self._all):
+                target.packs[pack.id] = _ledger_entry(pack, pack.version)
+                target.save()
             report.added[pack.id] = pack.version
             report.norms_written += len(pack.norms)
         if prune:
             given = {p.id for p in packs}
-            for pack_id in current:
-                if pack_id not in given:
-                    self.collection.delete(where={"pack_id": pack_id})
-                    report.removed.append(pack_id)
+            listed = set(self._all.packs).union(*(shelf.packs for shelf in self._communities.values()))
+            for pack_id in sorted(listed - given):
+                self._remove_pack(pack_id)
+                report.removed.append(pack_id)
         return report
 
     def count(self) -> int:
-        return int(self.collection.count())
+        return int(self._all.collection.count())
+
+    def _nearest(
+        self, shelf: _Shelf, vector: Sequence[float], domains: frozenset[str], k: int
+    ) -> list[tuple[float, str]]:
+        """The ``k`` nearest (distance, stored id) of one collection carrying any of ``domains`` (all if empty).
+
+        Only ids and distances travel; more neighbours are fetched until ``k`` match or the collection
+        is exhausted, so the result is the same as filtering before the search.
+        """
+        fetch = _first_fetch(shelf.size(), shelf.matching(domains), k) if domains else k
+        while True:
+            found = shelf.collection.query(query_embeddings=[vector], n_results=fetch, include=["distances"])
+            ids = found["ids"][0]
+            distances = (found["distances"] or [[]])[0]
+            hits = [
+                (float(distance), stored_id)
+                for stored_id, distance in zip(ids, distances, strict=True)
+                if not domains or _tagged_with_any(stored_id, domains)
+            ]
+            if len(hits) >= k or len(ids) < fetch:
+                return hits[:k]
+            fetch *= _OVERFETCH
+
+    def _shelves_for(self, communities: list[str]) -> list[_Shelf]:
+        if any(c not in self._communities for c in communities):
+            self._refresh()  # indexed by another process since this one last looked
+        return [self._communities[c] for c in communities if c in self._communities]
 
     def query(
         self,
@@ -231,26 +438,48 @@ class NormStore:
         k: int = 12,
     ) -> list[NormEvidence]:
         """The ``k`` norms nearest to the message, optionally only from some communities and domains."""
-        clauses: list[dict[str, Any]] = []
-        wanted = sorted(set(communities))
-        if wanted:
-            clauses.append({"community": {"$in": wanted}} if len(wanted) > 1 else {"community": wanted[0]})
-        domain_clause = _any_of([{f"domain_{d}": True} for d in sorted(set(domains)) if d in DOMAINS])
-        if domain_clause:
-            clauses.append(domain_clause)
-        result = self.collection.query(
-            query_embeddings=[np.asarray(embedding, dtype=np.float32).tolist()],
-            n_results=max(1, k),
-            where=_all_of(clauses),
-            include=["documents", "metadatas", "distances"],
+        chosen = sorted(set(communities))
+        wanted = frozenset(d for d in domains if d in DOMAINS)
+        try:
+            return self._query(embedding, chosen, wanted, k)
+        except NotFoundError:
+            # A collection was dropped by another process's index run (a pack moved or was pruned).
+            self._refresh()
+            return self._query(embedding, chosen, wanted, k)
+
+    def _query(
+        self, embedding: np.ndarray, communities: list[str], domains: frozenset[str], k: int
+    ) -> list[NormEvidence]:
+        k = max(1, k)
+        vector = np.asarray(embedding, dtype=np.float32).tolist()
+        if not communities and not domains:  # one search returns everything
+            found = self._all.collection.query(
+                query_embeddings=[vector], n_results=k, include=["documents", "metadatas", "distances"]
+            )
+            return [
+                _evidence(stored_id, text, dict(meta), 1.0 - float(distance))
+                for stored_id, text, meta, distance in zip(
+                    found["ids"][0],
+                    (found["documents"] or [[]])[0],
+                    (found["metadatas"] or [[]])[0],
+                    (found["distances"] or [[]])[0],
+                    strict=True,
+                )
+            ]
+        shelves = self._shelves_for(communities) if communities else [self._all]
+        nearest = heapq.nsmallest(k, (hit for shelf in shelves for hit in self._nearest(shelf, vector, domains, k)))
+        if not nearest:
+            return []
+        stored = self._all.collection.get(
+            ids=[stored_id for _, stored_id in nearest], include=["documents", "metadatas"]
         )
-        ids = result["ids"][0]
-        documents = (result["documents"] or [[]])[0]
-        metadatas = (result["metadatas"] or [[]])[0]
-        distances = (result["distances"] or [[]])[0]
+        rows = dict(
+            zip(stored["ids"], zip(stored["documents"] or [], stored["metadatas"] or [], strict=True), strict=True)
+        )
         return [
-            _evidence(norm_id, text, dict(meta), 1.0 - float(distance))
-            for norm_id, text, meta, distance in zip(ids, documents, metadatas, distances, strict=True)
+            _evidence(stored_id, rows[stored_id][0], dict(rows[stored_id][1]), 1.0 - distance)
+            for distance, stored_id in nearest
+            if stored_id in rows  # removed between the two calls by another process's index run
         ]
 
 
