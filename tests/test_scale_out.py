@@ -38,7 +38,15 @@ from memory.backends import (
     open_store,
 )
 from memory.norm_pack import load_packs, shipped_packs_dir
-from memory.norm_store import CHROMA_URL_ENV, COLLECTION_NAME, open_chroma_client
+from memory.norm_store import (
+    ALL_NORMS_COLLECTION,
+    CHROMA_URL_ENV,
+    LEGACY_COLLECTION_NAME,
+    community_collection_name,
+    norm_id_of,
+    open_chroma_client,
+    open_norm_store,
+)
 from memory.paths import checkpoints_path, norm_index_path, profiles_path
 from memory.profiles import load_user_context
 from tests.support.fault_proxy import FaultMode, FaultProxy
@@ -175,14 +183,35 @@ def test_norms_index_command_writes_to_the_chroma_server_and_is_incremental(
     home, output = indexed_norms
     expected = shipped_norm_count()
     assert f"total in index: {expected}" in output
-    collection = open_chroma_client(Path("/nonexistent"), chroma_server.url).get_collection(COLLECTION_NAME)
-    assert collection.count() == expected
+    server = open_chroma_client(Path("/nonexistent"), chroma_server.url)
+    assert server.get_collection(ALL_NORMS_COLLECTION).count() == expected
+    # One collection per community, holding that community's norms (what a community filter searches).
+    by_community: dict[str, int] = {}
+    for pack in load_packs([shipped_packs_dir()]):
+        by_community[pack.community] = by_community.get(pack.community, 0) + len(pack.norms)
+    for community, norms in by_community.items():
+        assert server.get_collection(community_collection_name(community)).count() == norms
+    assert LEGACY_COLLECTION_NAME not in {c.name for c in server.list_collections()}
     assert not norm_index_path(home).exists()  # nothing went to an embedded index
     again = run_cli(home, "norms", "index", env=engines).stdout
     assert "indexed 0 norms; new or updated packs: none" in again
     # Embeddings are computed by the client: the server never fetched a model.
     assert chroma_server.downloaded_files() == []
     assert "download" not in chroma_server.log_path.read_text(errors="replace").lower()
+
+
+@pytest.mark.slow
+def test_community_and_domain_filtered_retrieval_through_the_chroma_server(
+    indexed_norms: tuple[Path, str], chroma_server: ChromaServer
+) -> None:
+    from agent.encoder import load_encoder
+
+    encoder = load_encoder()
+    store = open_norm_store(Path("/nonexistent"), url=chroma_server.url, encoder=encoder)
+    found = store.query(encoder.encode([DIARY])[0], communities=["parents", "privacy-first"], domains=["privacy"], k=8)
+    assert len(found) == 8
+    assert all(n.community in {"parents", "privacy-first"} and "privacy" in n.domains for n in found)
+    assert [n.similarity for n in found] == sorted((n.similarity for n in found), reverse=True)
 
 
 @pytest.mark.slow
@@ -194,9 +223,9 @@ def test_a_graph_turn_retrieves_its_norms_from_the_chroma_server(
     agent = EdgeAlign(Context.from_env(home=str(scaled_home), generate_text=False), record=False)
     result = agent.ask(DIARY, thread_id="norms-from-server")
     assert result.norms, result.policy
-    served = open_chroma_client(Path("/nonexistent"), chroma_server.url).get_collection(COLLECTION_NAME)
-    found = served.get(ids=[n["id"] for n in result.norms])
-    assert sorted(found["ids"]) == sorted(n["id"] for n in result.norms)
+    served = open_chroma_client(Path("/nonexistent"), chroma_server.url).get_collection(ALL_NORMS_COLLECTION)
+    served_norm_ids = {norm_id_of(stored_id) for stored_id in served.get(include=[])["ids"]}
+    assert {n["id"] for n in result.norms} <= served_norm_ids
     assert not norm_index_path(scaled_home).exists()
 
 
