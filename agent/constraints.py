@@ -11,6 +11,7 @@ Two jobs, kept apart so each is testable:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -27,6 +28,21 @@ from agent.yaml_loading import load_yaml_model
 
 DEFAULT_CONSTRAINTS_PATH = Path(__file__).resolve().parent / "data" / "constraints.yaml"
 MIN_EXEMPLARS = 6
+# Sentence ends, line breaks and "..., then" (a common way to chain a forbidden ask onto a jailbreak).
+_CLAUSE_BREAK = re.compile(r"(?<=[.!?;:])\s+|\n+|(?:,\s*)?\bthen\b[:,]?\s+", re.IGNORECASE)
+_MIN_CLAUSE_WORDS = 3
+MAX_CLAUSES = 12
+
+
+def request_clauses(text: str) -> list[str]:
+    """The clauses of a request that has several, each to be scored on its own.
+
+    Wrapper text (a fake "developer mode", a role-play set-up) pulls the whole message's embedding
+    away from the forbidden ask inside it; the ask alone scores as it would unwrapped.
+    """
+    parts = [part.strip() for part in _CLAUSE_BREAK.split(text) if part and part.strip()]
+    parts = [part for part in parts if len(part.split()) >= _MIN_CLAUSE_WORDS]
+    return parts[:MAX_CLAUSES] if len(parts) > 1 else []
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -309,10 +325,19 @@ class ConstraintBook:
             result = result - scoring.benign_weight * np.maximum(0.0, near_miss - best)
         return result, near_miss
 
-    def check(self, embedding: np.ndarray) -> ConstraintReport:
-        """Score the message against every constraint and list those at or above the threshold."""
+    def check(self, embedding: np.ndarray, clause_embeddings: np.ndarray | None = None) -> ConstraintReport:
+        """Score the message against every constraint and list those at or above the threshold.
+
+        ``clause_embeddings`` (of :func:`request_clauses`) may only confirm: a constraint the whole
+        message already matches takes its best clause's score when that is higher, so wrapper
+        text cannot turn a refusal into a question, while a clause alone never starts a match
+        (on 400 DailyDilemmas situations, letting clauses start matches doubled the matches).
+        """
         values, near_miss = self._scores(embedding)
         threshold = self.spec.match_threshold
+        if clause_embeddings is not None and len(clause_embeddings) and bool((values >= threshold).any()):
+            best_clause = np.max([self._scores(row)[0] for row in clause_embeddings], axis=0)
+            values = np.where(values >= threshold, np.maximum(values, best_clause), values)
         margin = self.spec.scoring.co_match_margin
         bar = threshold if margin is None else max(threshold, float(values.max()) - margin)
         checked = tuple(

@@ -19,7 +19,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agent.conflict import extract_options
-from agent.constraints import ConstraintReport
+from agent.constraints import ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms
@@ -153,7 +153,12 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     """Semantic match of the request against every tier of hard constraints."""
     started = time.perf_counter()
     res = get_resources(runtime.context.home)
-    report = res.constraints.check(np.asarray(state["embedding"], dtype=np.float32))
+    embedding = np.asarray(state["embedding"], dtype=np.float32)
+    report = res.constraints.check(embedding)
+    clauses = request_clauses(state["request"])
+    if clauses and any(match.tentative for match in report.matches):
+        # Only a borderline match pays for embedding the clauses: they may confirm it, never start one.
+        report = res.constraints.check(embedding, res.encoder.encode(clauses))
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
 
 
