@@ -8,6 +8,12 @@ from pathlib import Path
 
 import pytest
 
+# Test modules import the support modules before pytest_plugins registers them as plugins; marked here,
+# first, they are assert-rewritten on that import and pytest has no "already imported" to warn about.
+pytest.register_assert_rewrite("tests.support")
+
+from tests.support.reports import ARTIFACTS  # noqa: E402  (after the registration above)
+
 _HOME = Path(tempfile.mkdtemp(prefix="edge-align-test-home-"))
 os.environ["EDGE_ALIGN_HOME"] = str(_HOME)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -18,8 +24,6 @@ if not os.environ.get("EDGE_ALIGN_DATA"):
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if shared.is_dir():
         os.environ["EDGE_ALIGN_DATA"] = str(shared)
-
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 @pytest.fixture(scope="session")

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +25,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.support.processes import free_loopback_port
+from tests.support.reports import reliability_report
 from ui.cli import main
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REPORT = PROJECT_ROOT / "artifacts" / "reliability" / "bad_input.json"
 BOUNDED = settings(
     max_examples=25,
     deadline=None,
@@ -42,37 +41,24 @@ _tried: Counter[str] = Counter()
 _crashes: list[str] = []
 
 
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def write_report() -> Iterator[None]:
-    yield
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "what": "malformed input to ask, eval --file, eval <dataset>, norms validate, transcript validate, "
-                "replay (hypothesis, in-process, plus real subprocesses)",
-                "command": ".venv/bin/python -m pytest tests/test_bad_input.py",
-                "inputs_tried": dict(sorted(_tried.items())),
-                "total": sum(_tried.values()),
-                "crashes": len(_crashes),
-                "crash_examples": _crashes[:10],
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+write_report = reliability_report(
+    "bad_input",
+    what="malformed input to ask, eval --file, eval <dataset>, norms validate, transcript validate, "
+    "replay (hypothesis, in-process, plus real subprocesses)",
+    command=".venv/bin/python -m pytest tests/test_bad_input.py",
+    figures=lambda: {
+        "inputs_tried": dict(sorted(_tried.items())),
+        "total": sum(_tried.values()),
+        "crashes": len(_crashes),
+        "crash_examples": _crashes[:10],
+    },
+)
 
 
 @pytest.fixture(autouse=True)
 def no_model_needed(monkeypatch: pytest.MonkeyPatch) -> None:
     """Answers fail fast at a closed port (the wording is not under test, the input handling is)."""
-    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{free_loopback_port()}/v1")
     monkeypatch.setenv("EDGE_ALIGN_LLM_MAX_RETRIES", "0")
     monkeypatch.setenv("EDGE_ALIGN_LLM_TIMEOUT", "2")
 
@@ -95,6 +81,14 @@ def run(command: str, argv: list[str], capsys: pytest.CaptureFixture[str], allow
         lines = [line for line in err.splitlines() if line.strip()]
         assert lines and lines[0].startswith("edge-align: "), err
     return code, out, err
+
+
+def run_on_file(
+    command: str, argv: list[str], path: Path, content: bytes, capsys: pytest.CaptureFixture[str], allowed: set[int]
+) -> tuple[int, str, str]:
+    """run() on a file holding ``content``, passed as the last argument."""
+    path.write_bytes(content)
+    return run(command, [*argv, str(path)], capsys, allowed)
 
 
 # -------------------------------------------------------------------------------------- ask
@@ -229,8 +223,7 @@ def test_eval_file_with_bad_content_is_a_clear_error(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / f"{name}.jsonl"
-    path.write_bytes(BAD_JSONL[name])
-    _, _, err = run("eval --file", ["eval", "--file", str(path)], capsys, allowed={2})
+    _, _, err = run_on_file("eval --file", ["eval", "--file"], path, BAD_JSONL[name], capsys, allowed={2})
     assert str(path) in err
 
 
@@ -239,9 +232,7 @@ def test_eval_file_with_bad_content_is_a_clear_error(
 def test_eval_file_with_random_bytes_never_crashes(
     content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "random.jsonl"
-    path.write_bytes(content)
-    run("eval --file", ["eval", "--file", str(path)], capsys, allowed={2})
+    run_on_file("eval --file", ["eval", "--file"], tmp_path / "random.jsonl", content, capsys, allowed={2})
 
 
 def test_eval_arguments_and_missing_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -269,8 +260,7 @@ def test_eval_dataset_with_a_missing_data_directory(
 @pytest.mark.parametrize("name", sorted(BAD_YAML))
 def test_norms_validate_names_the_problem(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / f"{name}.yaml"
-    path.write_bytes(BAD_YAML[name])
-    _, out, err = run("norms validate", ["norms", "validate", str(path)], capsys, allowed={1})
+    _, out, err = run_on_file("norms validate", ["norms", "validate"], path, BAD_YAML[name], capsys, allowed={1})
     assert str(path) in err
     assert "ok:" not in out
 
@@ -280,9 +270,7 @@ def test_norms_validate_names_the_problem(name: str, tmp_path: Path, capsys: pyt
 def test_norms_validate_random_content_never_crashes(
     content: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "random.yaml"
-    path.write_bytes(content)
-    run("norms validate", ["norms", "validate", str(path)], capsys, allowed={1})
+    run_on_file("norms validate", ["norms", "validate"], tmp_path / "random.yaml", content, capsys, allowed={1})
 
 
 def test_norms_validate_missing_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -298,8 +286,9 @@ def test_transcript_validate_and_replay_refuse_bad_files(
     name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / f"{name}.jsonl"
-    path.write_bytes(BAD_JSONL[name])
-    _, _, err = run("transcript validate", ["transcript", "validate", str(path)], capsys, allowed={1})
+    _, _, err = run_on_file(
+        "transcript validate", ["transcript", "validate"], path, BAD_JSONL[name], capsys, allowed={1}
+    )
     assert str(path) in err
     _, _, err = run("replay", ["replay", str(path)], capsys, allowed={2})
     assert str(path) in err
@@ -317,8 +306,8 @@ def test_transcript_commands_refuse_records_of_any_wrong_shape(
     record: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "shaped.jsonl"
-    path.write_text(json.dumps(record) + "\n", encoding="utf-8")
-    run("transcript validate", ["transcript", "validate", str(path)], capsys, allowed={1})
+    shaped = (json.dumps(record) + "\n").encode("utf-8")
+    run_on_file("transcript validate", ["transcript", "validate"], path, shaped, capsys, allowed={1})
     run("replay", ["replay", str(path)], capsys, allowed={2})
 
 

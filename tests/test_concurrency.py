@@ -12,7 +12,6 @@ Figures go to artifacts/reliability/concurrency.json.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import time
@@ -27,11 +26,11 @@ from langchain_core.messages import AIMessage
 from langchain_core.outputs import ChatGeneration, ChatResult
 
 from tests.support.demo_server import DemoServer
+from tests.support.reports import RELIABILITY, write_json_report
 
 pytest_plugins = ["tests.support.demo_server"]
 
 CONVERSATIONS = 20
-REPORT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability" / "concurrency.json"
 TOPICS = [
     "lend money to my brother",
     "read my teenager's messages",
@@ -52,9 +51,7 @@ TAG = re.compile(r"Conversation (\d\d)")
 @pytest.fixture(scope="module", autouse=True)
 def write_report() -> Iterator[None]:
     yield
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    previous = json.loads(REPORT.read_text()) if REPORT.exists() else {}
-    REPORT.write_text(json.dumps({**previous, **_figures}, indent=2) + "\n")
+    write_json_report(RELIABILITY / "concurrency.json", _figures, merge=True)
 
 
 class EchoChatModel(GenericFakeChatModel):

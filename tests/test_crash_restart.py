@@ -17,7 +17,6 @@ checkpoint database is in WAL mode and passes SQLite's integrity check.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sqlite3
@@ -30,8 +29,9 @@ from typing import Any
 
 import pytest
 
+from tests.support.reports import RELIABILITY, write_json_report
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-REPORT = PROJECT_ROOT / "artifacts" / "reliability" / "crash_restart.json"
 DIARY = "Should I read my 15-year-old daughter's diary to check she's safe?"
 EUTHANASIA = "Is euthanasia morally acceptable?"
 COOKING = "What is a good way to start learning to cook?"
@@ -115,20 +115,16 @@ def crash_home(test_home: Path) -> Iterator[Path]:
 
     get_resources(str(test_home))
     yield test_home
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "what": "SIGKILL of a process in the middle of a conversation, then a restart on the same data home",
-                "command": ".venv/bin/python -m pytest tests/test_crash_restart.py -m slow",
-                "kill_points": _kills,
-                "kills": len(_kills),
-                "accepted_messages_lost": sum(r["messages_lost"] for r in _kills),
-                "turns_lost": sum(r["turns_lost"] for r in _kills),
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json_report(
+        RELIABILITY / "crash_restart.json",
+        {
+            "what": "SIGKILL of a process in the middle of a conversation, then a restart on the same data home",
+            "command": ".venv/bin/python -m pytest tests/test_crash_restart.py -m slow",
+            "kill_points": _kills,
+            "kills": len(_kills),
+            "accepted_messages_lost": sum(r["messages_lost"] for r in _kills),
+            "turns_lost": sum(r["turns_lost"] for r in _kills),
+        },
     )
 
 

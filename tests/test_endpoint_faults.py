@@ -7,10 +7,7 @@ the fault is gone. A passing 429 is absorbed by a retry; a refused connection fa
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +16,7 @@ from graphs.context import Context
 from graphs.runner import EdgeAlign, TurnResult
 from prompts import load_prompt_data
 from tests.support.fault_proxy import FaultMode, FaultProxy
+from tests.support.reports import reliability_report
 
 pytest_plugins = ["tests.support.llm_server"]
 pytestmark = pytest.mark.slow
@@ -30,7 +28,6 @@ RECOVERY_TIMEOUT_S = "120"
 MAX_RETRIES = 1
 REQUEST = "What is a good way to start learning to cook?"
 FOLLOW_UP = "And what should I cook first?"
-REPORT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability" / "endpoint_faults.json"
 FAILED_PREFIX = load_prompt_data("messages.yaml")["llm_failed"].split("$")[0]  # "I could not write ... ("
 
 _results: list[dict[str, Any]] = []
@@ -43,26 +40,19 @@ def short_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_ALIGN_LLM_MAX_TOKENS", "24")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def write_report() -> Iterator[None]:
-    yield
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "what": "LLM endpoint faults injected through a proxy in front of the embedded llama.cpp server, "
-                "through the full turn graph",
-                "command": ".venv/bin/python -m pytest tests/test_endpoint_faults.py -m slow",
-                "timeout_s": TIMEOUT_S,
-                "max_retries": MAX_RETRIES,
-                "faults": _results,
-                "injected": len(_results),
-                "survived": sum(1 for r in _results if r["survived"]),
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+write_report = reliability_report(
+    "endpoint_faults",
+    what="LLM endpoint faults injected through a proxy in front of the embedded llama.cpp server, "
+    "through the full turn graph",
+    command=".venv/bin/python -m pytest tests/test_endpoint_faults.py -m slow",
+    figures=lambda: {
+        "timeout_s": TIMEOUT_S,
+        "max_retries": MAX_RETRIES,
+        "faults": _results,
+        "injected": len(_results),
+        "survived": sum(1 for r in _results if r["survived"]),
+    },
+)
 
 
 def agent_through(proxy: FaultProxy) -> EdgeAlign:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,41 +22,27 @@ from pathlib import Path
 import pytest
 
 from tests.support.demo_server import DemoServer
+from tests.support.processes import free_loopback_port
+from tests.support.reports import reliability_report
 from ui.cli import build_parser, main
 
 pytest_plugins = ["tests.support.demo_server"]
 
 SECRET = "sk-test-" + "S3CR3T" + "0123456789abcdef"
-REPORT = Path(__file__).resolve().parents[1] / "artifacts" / "reliability" / "security.json"
 ESCAPES = ["../../escape-dotdot", "/tmp/escape-absolute", "..", "a/../../escape-nested", "..\\..\\escape-win"]
 _checks: dict[str, int] = {}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def write_report() -> Iterator[None]:
-    yield
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "what": "bind address, login, share link, secret hygiene and path escapes",
-                "command": ".venv/bin/python -m pytest tests/test_security.py",
-                "checks_passed": _checks,
-            },
-            indent=2,
-        )
-        + "\n"
-    )
+write_report = reliability_report(
+    "security",
+    what="bind address, login, share link, secret hygiene and path escapes",
+    command=".venv/bin/python -m pytest tests/test_security.py",
+    figures=lambda: {"checks_passed": _checks},
+)
 
 
 def passed(name: str) -> None:
     _checks[name] = _checks.get(name, 0) + 1
-
-
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def listening_addresses(port: int) -> set[str]:
@@ -141,7 +126,7 @@ def login_demo(tmp_path_factory: pytest.TempPathFactory, test_home: Path) -> Ite
             "EDGE_ALIGN_DEMO_PASSWORD": password,
             "EDGE_ALIGN_LLM_API_KEY": SECRET,
             # An endpoint that is down: answers carry the failure message, which must not hold the key.
-            "EDGE_ALIGN_LLM_BASE_URL": f"http://127.0.0.1:{closed_port()}/v1",
+            "EDGE_ALIGN_LLM_BASE_URL": f"http://127.0.0.1:{free_loopback_port()}/v1",
             "EDGE_ALIGN_LLM_MAX_RETRIES": "0",
         },
     )
@@ -199,7 +184,7 @@ def test_the_key_never_reaches_output_transcripts_or_checkpoints(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], test_home: Path
 ) -> None:
     monkeypatch.setenv("EDGE_ALIGN_LLM_API_KEY", SECRET)
-    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{free_loopback_port()}/v1")
     monkeypatch.setenv("EDGE_ALIGN_LLM_MAX_RETRIES", "0")
     assert main(["ask", "What is a good way to start learning to cook?", "--thread", "secret-check", "--json"]) == 0
     out, err = capsys.readouterr()
@@ -211,7 +196,7 @@ def test_the_key_never_reaches_output_transcripts_or_checkpoints(
     passed("ask with a failing endpoint: key absent from output, transcripts, checkpoints")
 
     # A URL with the key in it as credentials: the error names the variable, never the value.
-    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://user:{SECRET}@127.0.0.1:{closed_port()}/v1")
+    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://user:{SECRET}@127.0.0.1:{free_loopback_port()}/v1")
     code = main(["ask", "hello again", "--thread", "secret-check-2"])
     out, err = capsys.readouterr()
     assert code in (0, 2)
@@ -240,7 +225,7 @@ def test_transcript_files_stay_in_their_folder(tmp_path: Path) -> None:
 def test_ask_with_an_escaping_thread_id_writes_inside_the_home(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], test_home: Path
 ) -> None:
-    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{closed_port()}/v1")
+    monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{free_loopback_port()}/v1")
     monkeypatch.setenv("EDGE_ALIGN_LLM_MAX_RETRIES", "0")
     before = set(Path("/tmp").glob("escape-*"))
     for thread in ESCAPES:

@@ -11,15 +11,12 @@ import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
-if TYPE_CHECKING:  # imported by pytest_plugins; importing it here first would skip its assert rewriting
-    from tests.support.demo_server import DemoServer
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from tests.support.demo_server import DemoServer
+from tests.support.reports import ARTIFACTS, write_json_report
 
 pytest_plugins = ["tests.support.demo_server"]
 pytestmark = pytest.mark.slow
@@ -37,7 +34,6 @@ MESSAGES = [
     "My elderly father wants to keep driving. Should I take his car keys?",
 ]
 DECISIONS = {"clarify", "answer", "refuse"}
-REPORT = PROJECT_ROOT / "artifacts" / "ui_concurrency.json"
 
 
 def client(server: DemoServer) -> Any:
@@ -93,19 +89,15 @@ def test_ten_simultaneous_sessions_keep_their_own_threads(demo_server: DemoServe
         logged = (demo_server.home / "ui-traces" / f"{result['thread_id']}.jsonl").read_text().splitlines()
         assert [json.loads(line)["user"] for line in logged] == [result["message"]]
 
-    REPORT.parent.mkdir(parents=True, exist_ok=True)
-    REPORT.write_text(
-        json.dumps(
-            {
-                "what": "10 simultaneous /chat calls through gradio_client against `edge-align demo`",
-                "command": ".venv/bin/python -m pytest tests/test_ui_concurrency.py -m slow",
-                "wall_s": round(wall, 2),
-                "per_session_s": sorted(r["seconds"] for r in results),
-                "decisions": {d: sum(r["decision"] == d for r in results) for d in DECISIONS},
-            },
-            indent=2,
-        )
-        + "\n"
+    write_json_report(
+        ARTIFACTS / "ui_concurrency.json",
+        {
+            "what": "10 simultaneous /chat calls through gradio_client against `edge-align demo`",
+            "command": ".venv/bin/python -m pytest tests/test_ui_concurrency.py -m slow",
+            "wall_s": round(wall, 2),
+            "per_session_s": sorted(r["seconds"] for r in results),
+            "decisions": {d: sum(r["decision"] == d for r in results) for d in DECISIONS},
+        },
     )
 
 

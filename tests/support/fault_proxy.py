@@ -18,9 +18,10 @@ import threading
 from dataclasses import dataclass
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.support.processes import Service
 
 MAX_BODY_BYTES = 1 << 20
 MAX_CONCURRENT_REQUESTS = 16
@@ -45,7 +46,7 @@ class _Fault:
     cut_after_events: int
 
 
-class FaultProxy:
+class FaultProxy(Service):
     """Start with ``with FaultProxy(upstream_base_url) as proxy:``; point clients at ``proxy.base_url``."""
 
     def __init__(self, upstream_base_url: str, upstream_timeout_s: float = 120.0) -> None:
@@ -100,20 +101,12 @@ class FaultProxy:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def close(self) -> None:
         self.stopping.set()
         self._server.shutdown()
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-
-    def __enter__(self) -> FaultProxy:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def take(self) -> _Fault:
         """The fault for one incoming request; counts it against ``times``."""

@@ -16,20 +16,24 @@ import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from types import TracebackType
 
 import pytest
+
+from tests.support.processes import (
+    Service,
+    answers_ok,
+    free_loopback_port,
+    launch_logged,
+    log_tail,
+    stop_process_group,
+    wait_until_ready,
+)
 
 STARTUP_TIMEOUT_S = 120.0
 POSTGRES_USER = "postgres"  # the OS account that runs the cluster when we are root
@@ -41,20 +45,7 @@ class EngineMissingError(RuntimeError):
     """A server binary the scale-out tests need is not installed; the message says how to get it."""
 
 
-def free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-class ChromaServer:
+class ChromaServer(Service):
     """``chroma run`` from the installed chromadb package, with its own data folder and HOME.
 
     HOME points into the temporary folder so a test can prove the server downloaded nothing
@@ -87,28 +78,16 @@ class ChromaServer:
         self.home.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "HOME": str(self.home), "ANONYMIZED_TELEMETRY": "False"}
         command = [self.executable(), "run", "--host", "127.0.0.1", "--port", str(self.port), "--path", str(self.data_dir)]
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True
-            )
-        started = time.monotonic()
-        while not self._answers():
-            if self._process.poll() is not None:
-                failure = f"chroma run exited with {self._process.returncode}:\n{_tail(self.log_path)}"
-                self.close()
-                raise RuntimeError(failure)
-            if time.monotonic() - started > timeout_s:
-                self.close()
-                raise TimeoutError(f"chroma server not ready after {timeout_s:.0f} s:\n{_tail(self.log_path)}")
-            time.sleep(0.25)
+        self._process = launch_logged(command, log_path=self.log_path, env=env)
+        wait_until_ready(
+            self._process,
+            lambda: answers_ok(f"{self.url}/api/v2/heartbeat"),
+            name="chroma run",
+            log_path=self.log_path,
+            timeout_s=timeout_s,
+            give_up=self.close,
+        )
         return self
-
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/api/v2/heartbeat", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
 
     def downloaded_files(self) -> list[Path]:
         """Anything the server cached under its HOME (a downloaded model would land there)."""
@@ -116,26 +95,12 @@ class ChromaServer:
 
     def stop(self, grace_s: float = 10.0) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=grace_s)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=grace_s)
+        stop_process_group(process, grace_s)
 
     def close(self) -> None:
         self.stop()
         if self._owns_root:
             shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> ChromaServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 def postgres_bin_dir() -> Path:
@@ -149,7 +114,7 @@ def postgres_bin_dir() -> Path:
     raise EngineMissingError(f"PostgreSQL's initdb was not found on PATH or in /usr/lib/postgresql/*/bin: {INSTALL_HINT}")
 
 
-class PostgresCluster:
+class PostgresCluster(Service):
     """A throwaway PostgreSQL cluster on 127.0.0.1:<free port>, trusting loopback connections.
 
     ``durable=False`` turns off fsync and synchronous commit: fine for tests, whose data is thrown
@@ -174,7 +139,7 @@ class PostgresCluster:
             [*prefix, *command], capture_output=True, text=True, timeout=timeout_s, cwd=self.root, stdin=subprocess.DEVNULL
         )
         if done.returncode != 0:
-            raise RuntimeError(f"{Path(command[0]).name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{_tail(self.log_path)}")
+            raise RuntimeError(f"{Path(command[0]).name} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{log_tail(self.log_path)}")
         return done
 
     def start(self) -> PostgresCluster:
@@ -223,17 +188,12 @@ class PostgresCluster:
     def __enter__(self) -> PostgresCluster:
         try:
             return self.start()
-        except BaseException:
+        except BaseException:  # initdb may have written part of a cluster: remove it
             self.close()
             raise
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
-
-class LangGraphDevServer:
+class LangGraphDevServer(Service):
     """``langgraph dev`` serving the project's langgraph.json on a free loopback port.
 
     It runs in a temporary working folder: the in-memory runtime persists its state into
@@ -269,21 +229,15 @@ class LangGraphDevServer:
             str(cli), "dev", "--config", str(self._absolute_config()), "--host", "127.0.0.1", "--port", str(self.port),
             "--no-browser", "--no-reload",
         ]  # fmt: skip
-        with open(self.log_path, "ab") as log:
-            self._process = subprocess.Popen(
-                command, cwd=self.root, env=env, stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
-            )  # fmt: skip
-        started = time.monotonic()
-        while not self._answers():
-            if self._process.poll() is not None:
-                failure = f"langgraph dev exited with {self._process.returncode}:\n{_tail(self.log_path)}"
-                self.close()
-                raise RuntimeError(failure)
-            if time.monotonic() - started > timeout_s:
-                self.close()
-                raise TimeoutError(f"langgraph dev not ready after {timeout_s:.0f} s:\n{_tail(self.log_path)}")
-            time.sleep(0.25)
+        self._process = launch_logged(command, log_path=self.log_path, env=env, cwd=self.root)
+        wait_until_ready(
+            self._process,
+            lambda: answers_ok(f"{self.url}/ok"),
+            name="langgraph dev",
+            log_path=self.log_path,
+            timeout_s=timeout_s,
+            give_up=self.close,
+        )
         return self
 
     def _absolute_config(self) -> Path:
@@ -303,38 +257,13 @@ class LangGraphDevServer:
         copy.write_text(json.dumps(spec, indent=2), encoding="utf-8")
         return copy
 
-    def _answers(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.url}/ok", timeout=2) as response:
-                return bool(response.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
-
     def log_tail(self, lines: int = 40) -> str:
-        return _tail(self.log_path, lines)
+        return log_tail(self.log_path, lines)
 
     def close(self, grace_s: float = 15.0) -> None:
         process, self._process = self._process, None
-        if process is not None:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=grace_s)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait(timeout=grace_s)
-            # Workers it spawned share its process group.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+        stop_process_group(process, grace_s)  # with the workers it spawned
         shutil.rmtree(self.root, ignore_errors=True)
-
-    def __enter__(self) -> LangGraphDevServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
 
 
 @pytest.fixture(scope="session")
