@@ -147,7 +147,7 @@ def test_ambignq_heldout_beats_chance_and_split_is_fixed(model: ClarificationNee
 @needs_clariq
 def test_calibration_error_on_heldout_is_small(model: ClarificationNeedModel, encoder) -> None:
     from agent.clarification_need import load_clariq_topics
-    from agent.training.train_clarification import expected_calibration_error
+    from agent.metrics import expected_calibration_error
 
     questions = load_ambignq()
     _, held = ambignq_split(questions)
@@ -158,7 +158,7 @@ def test_calibration_error_on_heldout_is_small(model: ClarificationNeedModel, en
         [model.probabilities(texts, encoder.encode(texts)), model.probabilities(dev, encoder.encode(dev))]
     )
     labels += [int(t.need >= 3) for t in load_clariq_topics("dev")]
-    assert expected_calibration_error(probs, np.array(labels)) < ECE_BOUND
+    assert expected_calibration_error(np.array(labels), probs) < ECE_BOUND
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ from agent.clarification_need import (
     signal_matrix,
 )
 from agent.encoder import Encoder
+from agent.metrics import auroc_or_nan, expected_calibration_error
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 FIGURE_PATH = PROJECT_ROOT / "docs" / "figures" / "clarify_reliability.png"
@@ -349,23 +350,6 @@ def fit_level_head(signals: np.ndarray, levels: np.ndarray, alpha: float = LEVEL
     return LevelHead(mean, scale, ridge.coef_.copy(), float(ridge.intercept_), cuts, f1)
 
 
-def expected_calibration_error(probs: np.ndarray, y: np.ndarray, bins: int = 10) -> float:
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    which = np.clip(np.digitize(probs, edges[1:-1]), 0, bins - 1)
-    total = 0.0
-    for b in range(bins):
-        mask = which == b
-        if mask.any():
-            total += mask.mean() * abs(probs[mask].mean() - y[mask].mean())
-    return float(total)
-
-
-def auroc(y: np.ndarray, p: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
-
-    return float(roc_auc_score(y, p)) if 0 < y.sum() < len(y) else float("nan")
-
-
 def reliability_figure(groups: dict[str, tuple[np.ndarray, np.ndarray]], path: Path, bins: int = 10) -> None:
     import matplotlib
 
@@ -384,7 +368,7 @@ def reliability_figure(groups: dict[str, tuple[np.ndarray, np.ndarray]], path: P
                 xs.append(probs[mask].mean())
                 ys.append(y[mask].mean())
                 ns.append(mask.sum())
-        ece = expected_calibration_error(probs, y, bins)
+        ece = expected_calibration_error(y, probs, bins)
         ax.plot(xs, ys, "o-", label=f"{name} (n={len(y)}, ECE={ece:.3f})")
     ax.set_xlabel("predicted P(clarification needed)")
     ax.set_ylabel("observed fraction needing clarification")
@@ -426,11 +410,11 @@ def cross_source_table(c: Corpora, dims: int = PCA_DIMS, cval: float = L2_C, qw:
                 "source": source,
                 "trained_on": "+".join(s for s in SOURCES if s != source),
                 "n_test": len(y),
-                "auroc_without_source": auroc(y, p),
+                "auroc_without_source": auroc_or_nan(y, p),
                 "accuracy_without_source": float(((p >= 0.5) == y).mean()),
                 "majority_rate": float(max(y.mean(), 1 - y.mean())),
                 "n_in_source_test": len(y_in),
-                "auroc_pooled_model": auroc(y_in, p_in),
+                "auroc_pooled_model": auroc_or_nan(y_in, p_in),
             }
         )
     return rows
@@ -519,8 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n": len(dev_p),
         "weighted_f1": weighted_f1(corpora.clariq_dev_levels, dev_levels),
         "constant_level2_f1": weighted_f1(corpora.clariq_dev_levels, np.full(len(dev_p), 2)),
-        "auroc_need_ge_3": auroc(corpora.clariq_dev.y, dev_p),
-        "auroc_need_ge_3_level_score": auroc(corpora.clariq_dev.y, model.level_scores(corpora.clariq_dev.texts)),
+        "auroc_need_ge_3": auroc_or_nan(corpora.clariq_dev.y, dev_p),
+        "auroc_need_ge_3_level_score": auroc_or_nan(corpora.clariq_dev.y, model.level_scores(corpora.clariq_dev.texts)),
         "confusion": confusion_matrix(corpora.clariq_dev_levels, dev_levels, labels=[1, 2, 3, 4]).tolist(),
     }
     log(json.dumps(clariq_dev))
@@ -532,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "n": len(amb_y),
         "accuracy": float(((amb_p >= policy_threshold) == amb_y).mean()),
         "majority_rate": float(max(amb_y.mean(), 1 - amb_y.mean())),
-        "auroc": auroc(amb_y, amb_p),
+        "auroc": auroc_or_nan(amb_y, amb_p),
     }
     log(json.dumps(ambignq))
 
@@ -549,9 +533,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     held_p = np.concatenate([amb_p, dev_p])
     held_y = np.concatenate([amb_y, corpora.clariq_dev.y])
     calibration = {
-        "ece_pooled_heldout": expected_calibration_error(held_p, held_y),
-        "ece_ambignq_heldout": expected_calibration_error(amb_p, amb_y),
-        "ece_clariq_dev": expected_calibration_error(dev_p, corpora.clariq_dev.y),
+        "ece_pooled_heldout": expected_calibration_error(held_y, held_p),
+        "ece_ambignq_heldout": expected_calibration_error(amb_y, amb_p),
+        "ece_clariq_dev": expected_calibration_error(corpora.clariq_dev.y, dev_p),
         "n_pooled": len(held_y),
     }
     log(json.dumps(calibration))
