@@ -14,17 +14,12 @@ import argparse
 import os
 import time
 
-from _common import emit, summary
+from _common import TURN_MESSAGES, emit, summary
 
 TARGET_MS = 15.0
 
 MESSAGES = [
-    "What is the capital of France?",
-    "Should I read my 15-year-old daughter's diary to check she's safe?",
-    "Is euthanasia morally acceptable?",
-    "How can I find my ex-partner's new address to send back her belongings?",
-    "Can I use my mother's bank card to pay her bills while she is in hospital?",
-    "What's a good way to learn Spanish in three months?",
+    *TURN_MESSAGES,
     "Should I tell my boss about my coworker's drinking or keep quiet?",
     "Should I take the better-paid job abroad or stay near my ageing parents?",
     "My friend asked me to lie to his wife about where he was last night. What should I do?",

@@ -36,11 +36,12 @@ from agent.clarification_need import (
     load_clariq_topics,
     signal_matrix,
 )
-from agent.training.train_clarification import CV_FOLDS, weighted_f1
+from agent.training.train_clarification import CV_FOLDS, tune_level_cuts, weighted_f1
 
 Fit = Callable[[np.ndarray, np.ndarray], Callable[[np.ndarray], np.ndarray]]
 _FIRST_WORD_ID = 1996  # "the": ids below it are special tokens and single characters
 _COMMON_RANK = 8000
+STUDY_GRID_POINTS = 25
 
 
 @lru_cache(maxsize=1)
@@ -98,19 +99,9 @@ def cumulative_logistic(c: float) -> Fit:
     return fit
 
 
-def tune_cuts(scores: np.ndarray, levels: np.ndarray, grid_points: int = 25) -> np.ndarray:
-    """Three increasing cut points maximising weighted F1 (a coarser grid than training uses: the
-    study tunes hundreds of times)."""
-    grid = np.unique(np.quantile(scores, np.linspace(0.02, 0.98, grid_points)))
-    best, cuts = -1.0, np.array([1.5, 2.5, 3.5])
-    for i, low in enumerate(grid):
-        for j in range(i, len(grid)):
-            for high in grid[j:]:
-                candidate = np.array([low, grid[j], high])
-                score = weighted_f1(levels, 1 + np.searchsorted(candidate, scores, side="right"))
-                if score > best + 1e-12:
-                    best, cuts = score, candidate
-    return cuts
+def tune_cuts(scores: np.ndarray, levels: np.ndarray) -> np.ndarray:
+    """Training's cut-point search on a coarser grid: the study tunes hundreds of times."""
+    return tune_level_cuts(scores, levels, grid_points=STUDY_GRID_POINTS)[0]
 
 
 def _oof(x: np.ndarray, y: np.ndarray, fit: Fit, seed: int) -> np.ndarray:

@@ -300,9 +300,10 @@ def weighted_f1(truth: np.ndarray, pred: np.ndarray) -> float:
     return float(total / len(truth))
 
 
-def tune_level_cuts(scores: np.ndarray, levels: np.ndarray) -> tuple[np.ndarray, float]:
-    """Three increasing cut points on a score that maximise weighted F1 on these (out-of-fold) scores."""
-    grid = np.unique(np.quantile(scores, np.linspace(0.02, 0.98, 49)))
+def tune_level_cuts(scores: np.ndarray, levels: np.ndarray, grid_points: int = 49) -> tuple[np.ndarray, float]:
+    """Three increasing cut points on a score that maximise weighted F1 on these (out-of-fold) scores,
+    searched over ``grid_points`` quantiles of the scores."""
+    grid = np.unique(np.quantile(scores, np.linspace(0.02, 0.98, grid_points)))
     best = (-1.0, np.array([1.5, 2.5, 3.5]))
     for i, c1 in enumerate(grid):
         for j in range(i, len(grid)):
