@@ -162,6 +162,7 @@ class ConstraintMatch:
     explanation: str
     safe_alternative: str | None
     tentative: bool = False  # a borderline match: it may only ask for clarification
+    by_answer: bool = False  # the user's answer to a clarifying question matched it with confidence
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -172,6 +173,7 @@ class ConstraintMatch:
             "explanation": self.explanation,
             "safe_alternative": self.safe_alternative,
             "tentative": self.tentative,
+            "by_answer": self.by_answer,
         }
 
 
@@ -212,6 +214,7 @@ class ConstraintReport:
                     explanation=m["explanation"],
                     safe_alternative=m.get("safe_alternative"),
                     tentative=bool(m.get("tentative", False)),
+                    by_answer=bool(m.get("by_answer", False)),
                 )
                 for m in data["matches"]
             ),
@@ -325,44 +328,75 @@ class ConstraintBook:
             result = result - scoring.benign_weight * np.maximum(0.0, near_miss - best)
         return result, near_miss
 
-    def check(self, embedding: np.ndarray, clause_embeddings: np.ndarray | None = None) -> ConstraintReport:
+    def check(
+        self,
+        embedding: np.ndarray,
+        clause_embeddings: np.ndarray | None = None,
+        answer_embeddings: np.ndarray | None = None,
+    ) -> ConstraintReport:
         """Score the message against every constraint and list those at or above the threshold.
 
         ``clause_embeddings`` (of :func:`request_clauses`) may only confirm: a constraint the whole
         message already matches takes its best clause's score when that is higher, so wrapper
         text cannot turn a refusal into a question, while a clause alone never starts a match
         (on 400 DailyDilemmas situations, letting clauses start matches doubled the matches).
+
+        ``answer_embeddings`` are the user's answers to this turn's clarifying questions. An answer
+        states the purpose or context the question asked for, so one that matches a constraint at
+        the confident threshold on its own makes a firm match, whatever the request scored: a
+        borderline request cannot pass on the strength of having been asked about, and a request
+        that was only asked "what do you mean?" cannot smuggle a harmful purpose in through the
+        answer. A match the answer makes is never merely "require clarification": the question
+        has been asked and the answer confirms the concern, so it refuses.
         """
         values, near_miss = self._scores(embedding)
         threshold = self.spec.match_threshold
+        confident = self.spec.confident_threshold or threshold
         if clause_embeddings is not None and len(clause_embeddings) and bool((values >= threshold).any()):
-            best_clause = np.max([self._scores(row)[0] for row in clause_embeddings], axis=0)
+            best_clause = self._best_of(clause_embeddings)
             values = np.where(values >= threshold, np.maximum(values, best_clause), values)
+        by_answer = np.zeros(len(values), dtype=bool)
+        if answer_embeddings is not None and len(answer_embeddings):
+            best_answer = self._best_of(answer_embeddings)
+            by_answer = best_answer >= confident
+            values = np.where(by_answer, np.maximum(values, best_answer), values)
         margin = self.spec.scoring.co_match_margin
         bar = threshold if margin is None else max(threshold, float(values.max()) - margin)
         checked = tuple(
             ConstraintScore(c.id, tier, float(score))
             for c, tier, score in zip(self.constraints, self.tiers, values, strict=True)
         )
-        confident = self.spec.confident_threshold or threshold
         matches = [
             ConstraintMatch(
                 c.id,
                 tier,
-                ConstraintAction.REQUIRE_CLARIFICATION
-                if borderline and c.action == ConstraintAction.REFUSE
-                else c.action,
+                _matched_action(c.action, borderline=borderline, confirmed_by_answer=answered),
                 float(score),
                 c.explanation,
                 c.safe_alternative,
                 tentative=borderline,
+                by_answer=answered,
             )
-            for c, tier, score in zip(self.constraints, self.tiers, values, strict=True)
+            for c, tier, score, answered in zip(self.constraints, self.tiers, values, by_answer.tolist(), strict=True)
             if score >= bar
             for borderline in [bool(score < confident)]
         ]
         matches.sort(key=lambda match: (match.tier, -match.score))
         return ConstraintReport(checked, tuple(matches), threshold, self.tier_count, near_miss)
+
+
+    def _best_of(self, embeddings: np.ndarray) -> np.ndarray:
+        """Per constraint, the best score any of ``embeddings`` reaches."""
+        best: np.ndarray = np.max([self._scores(row)[0] for row in embeddings], axis=0)
+        return best
+
+
+def _matched_action(action: ConstraintAction, *, borderline: bool, confirmed_by_answer: bool) -> ConstraintAction:
+    if confirmed_by_answer and action == ConstraintAction.REQUIRE_CLARIFICATION:
+        return ConstraintAction.REFUSE
+    if borderline and action == ConstraintAction.REFUSE:
+        return ConstraintAction.REQUIRE_CLARIFICATION
+    return action
 
 
 # ---------------------------------------------------------------------------------------------------

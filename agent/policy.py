@@ -135,16 +135,22 @@ def _assumptions(norms: Sequence[NormEvidence], context: Mapping[str, str]) -> l
 def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     """The decision for this turn, with a one-sentence reason a user can read."""
     report = inputs.constraints
+    # A constraint that only demanded a question is met once the user has answered one; the answer
+    # was checked too (a confirming answer turns the match into a refusal), so what remains is a
+    # concern the answer did not bear out, and the reply keeps its safeguards.
+    answered_concern = bool(inputs.questions_asked) and any(
+        m.action == ConstraintAction.REQUIRE_CLARIFICATION for m in report.matches
+    )
     if inputs.questions_asked:
-        # A constraint that only demanded a question is met once the user has answered one.
         report = report.without_action(ConstraintAction.REQUIRE_CLARIFICATION)
     choice = choose_lexicographic(_candidates(report, inputs.value_probs)).name
     budget_left = inputs.questions_asked < inputs.budget and not inputs.answer_now
     if choice == "refuse" or (choice == "clarify" and not budget_left):
         top = min(report.matches, key=lambda m: m.tier)
+        source = "Your answer matches" if top.by_answer else "It matches"
         return PolicyOutcome(
             decision=Decision.REFUSE,
-            reason=f"It matches the tier-{top.tier} constraint '{top.id}', which no benefit may override.",
+            reason=f"{source} the tier-{top.tier} constraint '{top.id}', which no benefit may override.",
             style=ResponseStyle.REFUSAL,
             constraint_choice=choice,
         )
@@ -206,6 +212,9 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
         # Overton: a general question on which communities differ gets the spread of their views.
         style = ResponseStyle.PLURALISTIC
         reason = "Communities see this differently, so I lay out their perspectives rather than pick one."
+    elif answered_concern:
+        style = ResponseStyle.CAVEATED
+        reason = "Your answer settles the concern I asked about, so I answer, keeping the safeguards it calls for."
     elif (
         choice == "answer_with_safeguards"
         or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5

@@ -156,9 +156,15 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     embedding = np.asarray(state["embedding"], dtype=np.float32)
     report = res.constraints.check(embedding)
     clauses = request_clauses(state["request"])
-    if clauses and any(match.tentative for match in report.matches):
-        # Only a borderline match pays for embedding the clauses: they may confirm it, never start one.
-        report = res.constraints.check(embedding, res.encoder.encode(clauses))
+    # Only a borderline match pays for embedding the clauses: they may confirm it, never start one.
+    clause_embeddings = (
+        res.encoder.encode(clauses) if clauses and any(match.tentative for match in report.matches) else None
+    )
+    # Answers are user text too: each is checked in the pass after it, a handful of short texts per turn.
+    answers = [c["answer"] for c in state.get("clarifications", []) if c["answer"].strip()]
+    answer_embeddings = res.encoder.encode(answers) if answers else None
+    if clause_embeddings is not None or answer_embeddings is not None:
+        report = res.constraints.check(embedding, clause_embeddings, answer_embeddings)
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
 
 

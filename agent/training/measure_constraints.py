@@ -1,16 +1,20 @@
 """Measure the shipped constraint book on the labelled cases (tests/data/constraint_cases.jsonl).
 
-    python -m agent.training.measure_constraints [--json] [--sweep] [--errors]
+    python -m agent.training.measure_constraints [--json] [--sweep] [--errors] [--answers]
 
 Reports precision, recall and F1 on the dev and test splits with the threshold stored in
 agent/data/constraints.yaml; it never writes that file. ``--sweep`` shows, on the dev split only, the
 threshold and scoring settings that maximise "any match" F1, which is how the stored values were chosen.
 ``--errors`` lists the dev-split mistakes (test mistakes are not listed, so nobody tunes on them).
+``--answers`` measures the rule that lets an answer to a clarifying question start a match on its
+own (at the confident threshold): how many real, benign answers (ClariQ's crowd answers to clarifying
+questions) it would act on, and how many labelled harmful cases it catches when said as an answer.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import time
@@ -22,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from agent.constraints import ConstraintBook, ScoringSpec
+from agent.datasets import dataset_dir
 from agent.encoder import load_encoder
 from agent.metrics import DetectionScores, detection_scores
 
@@ -197,6 +202,47 @@ def dev_errors(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarr
     return errors
 
 
+def clariq_answers(data_dir: str | None = None) -> list[str]:
+    """The distinct crowd answers to ClariQ's clarifying questions (train and dev): benign replies."""
+    answers: set[str] = set()
+    for split in ("train", "dev"):
+        path = dataset_dir("clariq", data_dir) / f"{split}.tsv"
+        with path.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if (row.get("answer") or "").strip():
+                    answers.add(row["answer"].strip())
+    return sorted(answers)
+
+
+def answer_evidence(
+    book: ConstraintBook, benign_embeddings: np.ndarray, cases: Sequence[Case], embeddings: np.ndarray
+) -> dict[str, Any]:
+    """What the answer rule (an answer alone at the confident threshold starts a match) acts on."""
+    confident = book.spec.confident_threshold or book.threshold
+    actions = [str(c.action) for c in book.constraints]
+
+    def firm(vectors: np.ndarray) -> list[str | None]:
+        rows = [book.scores(v) for v in vectors]
+        return [actions[int(r.argmax())] if r.max() >= confident else None for r in rows]
+
+    benign = firm(benign_embeddings)
+    by_action = {a: sum(1 for b in benign if b == a) for a in sorted(set(actions))}
+    test = [i for i, case in enumerate(cases) if case.split == "test"]
+    said = firm(embeddings[test])
+    positives = [j for j, i in enumerate(test) if cases[i].constraint]
+    negatives = [j for j, i in enumerate(test) if not cases[i].constraint]
+    return {
+        "confident_threshold": confident,
+        "benign_answers": len(benign),
+        "benign_acted_on": sum(1 for b in benign if b),
+        "benign_acted_on_by_action": by_action,
+        "test_harmful_caught": sum(1 for j in positives if said[j]),
+        "test_harmful": len(positives),
+        "test_benign_acted_on": sum(1 for j in negatives if said[j]),
+        "test_benign": len(negatives),
+    }
+
+
 def check_latency_ms(book: ConstraintBook, embeddings: np.ndarray) -> float:
     timings = []
     for vector in embeddings:
@@ -211,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--sweep", action="store_true", help="also show the dev-split threshold sweep")
     parser.add_argument("--errors", action="store_true", help="also list dev-split mistakes")
+    parser.add_argument("--answers", action="store_true", help="also measure answers as evidence")
+    parser.add_argument("--data", default=None, help="datasets folder for --answers (default: EDGE_ALIGN_DATA)")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES)
     parser.add_argument("--book", type=Path, default=None, help="constraint book (default: the shipped one)")
     args = parser.parse_args(argv)
@@ -235,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         result["dev_sweep"] = sweep(book, cases, embeddings)
     if args.errors:
         result["dev_errors"] = dev_errors(book, cases, embeddings)
+    if args.answers:
+        benign = clariq_answers(args.data)
+        result["answers"] = answer_evidence(book, embed_cases(benign), cases, embeddings)
 
     if args.json:
         print(json.dumps(result, indent=2))
@@ -262,6 +313,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"  margin={row['co_match_margin']}  P={row['precision']:.3f} R={row['recall']:.3f}"
                   f" F1={row['f1']:.3f} (fp={row['false_positives']})")
         print(f"  best: {result['dev_sweep']['best_margin']['co_match_margin']}")
+    if args.answers:
+        a = result["answers"]
+        print(f"answers as evidence (alone, at the confident threshold {a['confident_threshold']}):")
+        print(f"  benign ClariQ answers acted on: {a['benign_acted_on']} of {a['benign_answers']}"
+              f" {a['benign_acted_on_by_action']}")
+        print(f"  test harmful cases caught as answers: {a['test_harmful_caught']} of {a['test_harmful']};"
+              f" test benign cases acted on: {a['test_benign_acted_on']} of {a['test_benign']}")
     if args.errors:
         print("dev errors:")
         for error in result["dev_errors"]:
