@@ -147,10 +147,18 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     budget_left = inputs.questions_asked < inputs.budget and not inputs.answer_now
     if choice == "refuse" or (choice == "clarify" and not budget_left):
         top = min(report.matches, key=lambda m: m.tier)
-        source = "Your answer matches" if top.by_answer else "It matches"
+        if choice == "refuse":
+            source = "Your answer matches" if top.by_answer else "It matches"
+            reason = f"{source} the tier-{top.tier} constraint '{top.id}', which no benefit may override."
+        else:
+            # Only a question could have ruled the borderline match out, and none may be asked now.
+            reason = (
+                f"It may fall under the tier-{top.tier} constraint '{top.id}', and without a question "
+                "to rule that out, no benefit may override it."
+            )
         return PolicyOutcome(
             decision=Decision.REFUSE,
-            reason=f"{source} the tier-{top.tier} constraint '{top.id}', which no benefit may override.",
+            reason=reason,
             style=ResponseStyle.REFUSAL,
             constraint_choice=choice,
         )

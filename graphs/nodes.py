@@ -22,7 +22,7 @@ from agent.conflict import extract_options
 from agent.constraints import ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
-from agent.norms import NormEvidence, judge_norms
+from agent.norms import NormEvidence, judge_norms, relevant
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
 from agent.question_bank import bm25_tokens
 from agent.value_model import active_values
@@ -219,7 +219,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             clarification_need=float(state["uncertainty"]["clarification_need"]),
             need_level=int(state["clarification"]["need_level"]),
             norms=judgement,
-            relevant_norms=[n for n in norms if n.similarity >= ctx.relevance_floor],
+            relevant_norms=relevant(norms, ctx.relevance_floor),
             known_context=context,
             asked_about=state.get("asked_about", []),
             questions_asked=len(state.get("clarifications", [])),
