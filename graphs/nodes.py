@@ -21,6 +21,7 @@ from langgraph.types import interrupt
 from agent.conflict import extract_options
 from agent.constraints import ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
+from agent.encoder import EMBEDDING_DIM
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms, relevant
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
@@ -74,6 +75,7 @@ def begin_turn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {
         "request": request,
         "clarifications": [],
+        "answer_embeddings": [],
         "answer_now": False,
         "known_context": stated,
         "pending_question": None,
@@ -160,9 +162,9 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     clause_embeddings = (
         res.encoder.encode(clauses) if clauses and any(match.tentative for match in report.matches) else None
     )
-    # Answers are user text too: each is checked in the pass after it, a handful of short texts per turn.
-    answers = [c["answer"] for c in state.get("clarifications", []) if c["answer"].strip()]
-    answer_embeddings = res.encoder.encode(answers) if answers else None
+    # Answers are user text too, checked on their own (embedded once, when they arrive).
+    answered = state.get("answer_embeddings", [])
+    answer_embeddings = np.asarray(answered, dtype=np.float32) if answered else None
     if clause_embeddings is not None or answer_embeddings is not None:
         report = res.constraints.check(embedding, clause_embeddings, answer_embeddings)
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
@@ -248,6 +250,13 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
+def _embedding_of(answer: str, home: str | None) -> list[float]:
+    if not answer:
+        return [0.0] * EMBEDDING_DIM  # an empty answer scores zero against every constraint
+    embedding: list[float] = get_resources(home).encoder.encode([answer])[0].astype(float).round(6).tolist()
+    return embedding
+
+
 def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Pause the thread on the question; on resume, store the answer as context and re-analyse.
 
@@ -267,6 +276,7 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     update: dict[str, Any] = {
         "messages": [HumanMessage(answer)],
         "clarifications": [*state.get("clarifications", []), record],
+        "answer_embeddings": [*state.get("answer_embeddings", []), _embedding_of(answer, runtime.context.home)],
         "asked_about": [about],
         "answer_now": wants_answer_now(answer),
         "pending_question": None,

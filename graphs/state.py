@@ -33,6 +33,7 @@ class State(InputState):
 
     request: NotRequired[str]
     clarifications: NotRequired[list[Clarification]]
+    answer_embeddings: NotRequired[list[list[float]]]  # of this request's answers, in order
     known_context: NotRequired[Annotated[dict[str, str], merge_dicts]]  # survives across requests
     asked_about: NotRequired[Annotated[list[str], operator.add]]  # slots ever asked in this thread
     answer_now: NotRequired[bool]
