@@ -37,6 +37,14 @@ class Mode(StrEnum):
     STEERABLE = "steerable"  # follow the chosen community, within the hard constraints
 
 
+class AnswerPrompt(StrEnum):
+    """How much of the turn's evidence the wording model is shown."""
+
+    AUTO = "auto"  # compact for the embedded model, full for any configured endpoint
+    FULL = "full"  # request, situation, the applicable norms, the plan
+    COMPACT = "compact"  # request, situation, the plan: the norms reach the reply deterministically
+
+
 class ContextSlot(StrEnum):
     """Facts about the user's situation that norms are conditioned on and questions ask about."""
 

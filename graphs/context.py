@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from agent.vocabulary import Mode
+from agent.vocabulary import AnswerPrompt, Mode
 
 
 class ConfigError(ValueError):
@@ -33,6 +33,9 @@ class Context:
     value_model: str = "trained"  # or "zero-shot"
     max_message_chars: int = 8000
     generate_text: bool = True  # False: decision path only (evaluation, replay)
+    # The 135M embedded model retells norm texts ("The assistant states its opinion...") as stories;
+    # benchmarks/wording.py measures it. AUTO gives it the compact prompt, other endpoints the full one.
+    answer_prompt: AnswerPrompt = AnswerPrompt.AUTO
     home: str | None = None  # data home; None: $EDGE_ALIGN_HOME or ~/.local/share/edge-align
     user_context: dict[str, str] = field(default_factory=dict)  # facts the user set in the UI
 
@@ -60,6 +63,8 @@ class Context:
                     raise ConfigError(f"{variable} must be a {kind.__name__}, got {environ[variable]!r}") from None
         if environ.get("EDGE_ALIGN_MODE"):
             values["mode"] = environ["EDGE_ALIGN_MODE"]
+        if environ.get("EDGE_ALIGN_ANSWER_PROMPT"):
+            values["answer_prompt"] = environ["EDGE_ALIGN_ANSWER_PROMPT"]
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls.validated(**values)
 
@@ -73,6 +78,12 @@ class Context:
             values["mode"] = Mode(values.get("mode", Mode.OVERTON))
         except ValueError:
             raise ConfigError(f"mode must be one of {[m.value for m in Mode]}, got {values['mode']!r}") from None
+        try:
+            values["answer_prompt"] = AnswerPrompt(values.get("answer_prompt", AnswerPrompt.AUTO))
+        except ValueError:
+            raise ConfigError(
+                f"answer_prompt must be one of {[p.value for p in AnswerPrompt]}, got {values['answer_prompt']!r}"
+            ) from None
         if "communities" in values:
             values["communities"] = tuple(values["communities"])
         context = cls(**values)

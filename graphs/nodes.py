@@ -28,7 +28,7 @@ from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, 
 from agent.question_bank import bm25_tokens
 from agent.value_model import active_values
 from agent.values import VALUE_NAMES
-from agent.vocabulary import Decision
+from agent.vocabulary import AnswerPrompt, Decision
 from graphs.context import Context
 from graphs.resources import get_resources
 from graphs.state import Clarification, State
@@ -291,22 +291,24 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
-def _perspectives(norms: list[dict[str, Any]], topics: int = 3) -> str:
+def _perspectives(norms: list[dict[str, Any]], topics: int = 3, community: str | None = None) -> str:
     """The closest situations the norms describe, each with every community's stance on it.
 
     Parallel norms of several communities share their text, so grouping by text shows at a
-    glance where the communities part ways.
+    glance where the communities part ways. With ``community`` (steerable mode), only that
+    community's stances, so the reply shows what it followed whatever the model wrote.
     """
     stances: dict[str, list[str]] = {}
     for norm in norms:
-        if norm.get("applies"):
+        if norm.get("applies") and community in (None, norm["community"]):
             entry = f"{norm['community']}: {norm['stance']}"
             if entry not in stances.setdefault(norm["text"], []):
                 stances[norm["text"]].append(entry)
     lines = [f"- {text} ({'; '.join(views)})" for text, views in list(stances.items())[:topics]]
     if not lines:
         return ""
-    return message("perspectives_header") + "\n" + "\n".join(lines)
+    header = message("steered_header", community=community) if community else message("perspectives_header")
+    return header + "\n" + "\n".join(lines)
 
 
 def _assumption_line(policy: dict[str, Any], context: dict[str, str]) -> str:
@@ -317,11 +319,17 @@ def _assumption_line(policy: dict[str, Any], context: dict[str, str]) -> str:
     return message("assumptions", assumptions="; ".join(stated))
 
 
-def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
-    """System rules, then the request, context and norms as data blocks, then the plan."""
+def build_answer_prompt(state: State, ctx: Context, *, compact: bool = False) -> list[BaseMessage]:
+    """System rules, then the request, context and norms as data blocks, then the plan.
+
+    ``compact`` leaves the norms out and uses the compact plans: for a model too small to read
+    norm texts as guidance rather than as a story to retell.
+    """
     policy = state.get("policy", {})
     style = policy.get("style", ResponseStyle.DIRECT)
     plans = load_prompt_data("plans.yaml")
+    if compact:
+        plans = {**plans, **plans["compact"]}
     plan = Template(plans.get(style, plans["direct"])).safe_substitute(community=ctx.steer_community or "")
     norms = [n for n in state.get("norms", []) if n.get("applies")]
     if ctx.mode.value == "steerable" and ctx.steer_community:
@@ -332,15 +340,26 @@ def build_answer_prompt(state: State, ctx: Context) -> list[BaseMessage]:
     conversation = "\n".join(
         [state["request"]] + [f"Q: {c['question']} A: {c['answer']}" for c in state.get("clarifications", [])]
     )
+    blocks = {
+        "request_block": data_block("user request", conversation),
+        "context_block": data_block("user's situation", context_lines),
+    }
+    if not compact:
+        blocks["norms_block"] = data_block("community norms", norm_lines)
     user = render(
-        "answer.md",
-        request_block=data_block("user request", conversation),
-        context_block=data_block("user's situation", context_lines),
-        norms_block=data_block("community norms", norm_lines),
+        "answer_compact.md" if compact else "answer.md",
+        **blocks,
         plan=plan,
         assumptions=_assumption_line(policy, context),
     )
     return [SystemMessage(load_prompt("system.md")), HumanMessage(user)]
+
+
+def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: bool) -> bool:
+    """AUTO means compact exactly when the embedded model will word the reply."""
+    if ctx.answer_prompt == AnswerPrompt.AUTO:
+        return settings.is_embedded and not injected_model
+    return ctx.answer_prompt == AnswerPrompt.COMPACT
 
 
 def whole_sentences(text: str) -> str:
@@ -371,6 +390,8 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     extras = []
     if policy.get("style") == ResponseStyle.PLURALISTIC:
         extras.append(_perspectives(state.get("norms", [])))
+    elif policy.get("style") == ResponseStyle.STEERED and ctx.steer_community:
+        extras.append(_perspectives(state.get("norms", []), community=ctx.steer_community))
     assumption = _assumption_line(policy, state.get("known_context", {}))
     if assumption:
         extras.append(assumption)
@@ -378,10 +399,11 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     error: str | None = None
     if ctx.generate_text:
         try:
-            model = get_config().get("configurable", {}).get("chat_model") or make_chat_model(
-                resolve_settings(llm_settings(ctx))
-            )
-            text = whole_sentences(strip_echoed_markup(generate(model, build_answer_prompt(state, ctx))))
+            settings = llm_settings(ctx)
+            injected = get_config().get("configurable", {}).get("chat_model")
+            model = injected or make_chat_model(resolve_settings(settings))
+            prompt = build_answer_prompt(state, ctx, compact=uses_compact_prompt(ctx, settings, injected is not None))
+            text = whole_sentences(strip_echoed_markup(generate(model, prompt)))
         except LLMUnavailableError as failure:
             error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
             text = message("llm_failed", problem=failure.user_message)

@@ -24,8 +24,9 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 from langgraph.checkpoint.memory import InMemorySaver
 from pydantic import Field
 
-from graphs.context import Context
-from graphs.nodes import build_answer_prompt
+from agent.llm import LLMSettings
+from graphs.context import ConfigError, Context
+from graphs.nodes import build_answer_prompt, uses_compact_prompt
 from graphs.runner import EdgeAlign, TurnResult
 from prompts import _DELIMITER_LOOKALIKES, as_data, load_prompt
 from tests.support.reports import reliability_report
@@ -231,3 +232,35 @@ def test_the_model_sees_the_rules_unchanged_and_the_injection_as_data() -> None:
     calls = len(model.prompts)
     assert refused.decision == "refuse"
     assert len(model.prompts) == calls  # a refusal is written without the model: nothing to inject into
+
+
+# ------------------------------------------------------------------------------ prompt profiles
+
+
+def test_the_compact_prompt_carries_no_norm_text_and_keeps_the_request_in_its_block() -> None:
+    state: Any = {
+        "request": "Is euthanasia morally acceptable?",
+        "known_context": {},
+        "norms": [{"applies": True, "community": "medical-ethics", "stance": "discouraged",
+                   "text": "The assistant states its own opinion for or against euthanasia when asked."}],
+        "policy": {"style": "pluralistic", "assumptions": []},
+    }
+    full = build_answer_prompt(state, Context())[1].content
+    compact = build_answer_prompt(state, Context(), compact=True)[1].content
+    assert "The assistant states its own opinion" in str(full)
+    assert "The assistant states" not in str(compact) and "community norms" not in str(compact)
+    assert '<data kind="user request">\nIs euthanasia morally acceptable?\n</data>' in str(compact)
+    assert "without taking a side" in str(compact)
+
+
+def test_auto_gives_the_compact_prompt_only_to_the_embedded_model() -> None:
+    embedded, endpoint = LLMSettings(), LLMSettings(base_url="http://127.0.0.1:9/v1")
+    auto = Context()
+    assert uses_compact_prompt(auto, embedded, injected_model=False)
+    assert not uses_compact_prompt(auto, endpoint, injected_model=False)
+    assert not uses_compact_prompt(auto, embedded, injected_model=True)
+    assert uses_compact_prompt(Context.validated(answer_prompt="compact"), endpoint, injected_model=False)
+    assert not uses_compact_prompt(Context.validated(answer_prompt="full"), embedded, injected_model=False)
+    assert Context.from_env({"EDGE_ALIGN_ANSWER_PROMPT": "full"}).answer_prompt == "full"
+    with pytest.raises(ConfigError, match="answer_prompt must be one of"):
+        Context.validated(answer_prompt="tiny")
