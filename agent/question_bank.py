@@ -129,9 +129,13 @@ class QuestionBank:
             tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
         return cls(ids, texts, embeddings)
 
+    def bm25_scores(self, text: str) -> np.ndarray:
+        """Okapi BM25 of every question for ``text``, unscaled."""
+        return np.asarray(self._bm25.get_scores(bm25_tokens(text)), dtype=np.float64)
+
     def component_scores(self, text: str, embedding: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(BM25 scaled to [0, 1] by its best match, cosine similarity) for every question."""
-        bm25 = np.asarray(self._bm25.get_scores(bm25_tokens(text)), dtype=np.float64)
+        bm25 = self.bm25_scores(text)
         top = bm25.max(initial=0.0)
         bm25 = bm25 / top if top > 0 else bm25
         cosine = self.embeddings @ np.asarray(embedding, dtype=np.float32)

@@ -156,7 +156,7 @@ def question_bank_features(texts: Sequence[str], embeddings: np.ndarray, bank: Q
     rows = []
     for text, embedding in zip(texts, embeddings, strict=True):
         # The ranker scales BM25 by its best match; the unscaled best says how much the bank matches at all.
-        best_bm25 = float(np.max(bank._bm25.get_scores(bm25_tokens(text)), initial=0.0))
+        best_bm25 = float(np.max(bank.bm25_scores(text), initial=0.0))
         _, cosine = bank.component_scores(text, embedding)
         top = [row_of[q.id] for q in bank.rank(text, embedding, k=RETRIEVED_FOR_DIVERSITY)]
         vectors = bank.embeddings[top]
