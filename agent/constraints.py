@@ -196,6 +196,10 @@ class ConstraintReport:
         """The single best-scoring match regardless of tier (used to name *the* constraint a message hit)."""
         return max(self.matches, key=lambda match: match.score, default=None)
 
+    def with_action(self, ids: set[str], action: ConstraintAction) -> ConstraintReport:
+        """The same report with the matches named in ``ids`` demanding ``action`` instead."""
+        return replace(self, matches=tuple(replace(m, action=action) if m.id in ids else m for m in self.matches))
+
     def without_action(self, action: ConstraintAction) -> ConstraintReport:
         """The same report with the matches that demand ``action`` set aside (they have been met)."""
         return replace(self, matches=tuple(m for m in self.matches if m.action != action))

@@ -135,9 +135,16 @@ def _assumptions(norms: Sequence[NormEvidence], context: Mapping[str, str]) -> l
 def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     """The decision for this turn, with a one-sentence reason a user can read."""
     report = inputs.constraints
-    # A constraint that only demanded a question is met once the user has answered one; the answer
-    # was checked too (a confirming answer turns the match into a refusal), so what remains is a
-    # concern the answer did not bear out, and the reply keeps its safeguards.
+    held: set[str] = set()
+    # A constraint that demanded a question asked for context, and now the context is known. A firm
+    # match holds when the norms that apply in that context lean to declining rather than helping:
+    # the question was asked to find out, not as a toll. Otherwise (and for a borderline match, which
+    # may only ever ask) the question has met it; the answer itself was checked too (a confirming
+    # answer already refuses), and the reply keeps its safeguards.
+    leaning_to_decline = inputs.norms.response.get("decline", 0.0) > inputs.norms.response.get("help", 0.0)
+    if inputs.questions_asked and leaning_to_decline:
+        held = {m.id for m in report.matches if m.action == ConstraintAction.REQUIRE_CLARIFICATION and not m.tentative}
+        report = report.with_action(held, ConstraintAction.REFUSE)
     answered_concern = bool(inputs.questions_asked) and any(
         m.action == ConstraintAction.REQUIRE_CLARIFICATION for m in report.matches
     )
@@ -147,7 +154,12 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     budget_left = inputs.questions_asked < inputs.budget and not inputs.answer_now
     if choice == "refuse" or (choice == "clarify" and not budget_left):
         top = min(report.matches, key=lambda m: m.tier)
-        if choice == "refuse":
+        if top.id in held:
+            reason = (
+                f"The tier-{top.tier} constraint '{top.id}' asked for your situation, and with what you told me "
+                "the norms that apply lean to declining."
+            )
+        elif choice == "refuse":
             source = "Your answer matches" if top.by_answer else "It matches"
             reason = f"{source} the tier-{top.tier} constraint '{top.id}', which no benefit may override."
         else:
