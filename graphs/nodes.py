@@ -115,7 +115,7 @@ def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     }
     return {
         "analysis_text": text,
-        "embedding": embedding.astype(float).round(6).tolist(),
+        "embedding": _state_vector(embedding),
         "values": {name: round(float(p), 4) for name, p in zip(VALUE_NAMES, probs, strict=True)},
         "active_values": active_values(probs, scorer),
         "conflict": conflict_dict,
@@ -156,17 +156,15 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
     started = time.perf_counter()
     res = get_resources(runtime.context.home)
     embedding = np.asarray(state["embedding"], dtype=np.float32)
-    report = res.constraints.check(embedding)
     clauses = request_clauses(state["request"])
-    # Only a borderline match pays for embedding the clauses: they may confirm it, never start one.
-    clause_embeddings = (
-        res.encoder.encode(clauses) if clauses and any(match.tentative for match in report.matches) else None
-    )
+    # Only a borderline match of the message alone pays for embedding the clauses: they may confirm
+    # it, never start one.
+    borderline = bool(clauses) and any(match.tentative for match in res.constraints.check(embedding).matches)
+    clause_embeddings = res.encoder.encode(clauses) if borderline else None
     # Answers are user text too, checked on their own (embedded once, when they arrive).
     answered = state.get("answer_embeddings", [])
     answer_embeddings = np.asarray(answered, dtype=np.float32) if answered else None
-    if clause_embeddings is not None or answer_embeddings is not None:
-        report = res.constraints.check(embedding, clause_embeddings, answer_embeddings)
+    report = res.constraints.check(embedding, clause_embeddings, answer_embeddings)
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
 
 
@@ -250,11 +248,16 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
+def _state_vector(embedding: np.ndarray) -> list[float]:
+    """An embedding as the JSON-friendly list the checkpointed state keeps (6 decimals)."""
+    vector: list[float] = embedding.astype(float).round(6).tolist()
+    return vector
+
+
 def _embedding_of(answer: str, home: str | None) -> list[float]:
     if not answer:
         return [0.0] * EMBEDDING_DIM  # an empty answer scores zero against every constraint
-    embedding: list[float] = get_resources(home).encoder.encode([answer])[0].astype(float).round(6).tolist()
-    return embedding
+    return _state_vector(get_resources(home).encoder.encode([answer])[0])
 
 
 def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
