@@ -293,6 +293,11 @@ class ConstraintBook:
         return self.spec.match_threshold
 
     @property
+    def confident_threshold(self) -> float:
+        """The score at which a match is firm (it may refuse); below it a match may only ask."""
+        return self.spec.confident_threshold or self.spec.match_threshold
+
+    @property
     def tier_count(self) -> int:
         return len(self.spec.tiers)
 
@@ -355,7 +360,7 @@ class ConstraintBook:
         """
         values, near_miss = self._scores(embedding)
         threshold = self.spec.match_threshold
-        confident = self.spec.confident_threshold or threshold
+        confident = self.confident_threshold
         if clause_embeddings is not None and len(clause_embeddings) and bool((values >= threshold).any()):
             best_clause = self._best_of(clause_embeddings)
             values = np.where(values >= threshold, np.maximum(values, best_clause), values)
