@@ -110,16 +110,28 @@ def _tokens(text: str) -> list[str]:
     return _TOKEN.findall(text.lower().replace("\u2019", "'"))
 
 
+def request_topic(text: str) -> str:
+    """The lowercased request without its boilerplate ("tell me about", "i'm looking for"): what the
+    user named."""
+    lowered = text.strip().lower().replace("\u2019", "'")
+    prefix = _REQUEST_PREFIX.match(lowered)
+    return lowered[prefix.end() :] if prefix else lowered
+
+
+def content_words(topic: str) -> list[str]:
+    """The words of a topic that carry meaning: no stop words, no bare numbers."""
+    return [t for t in _tokens(topic) if t not in _STOP and not t.isdigit()]
+
+
 def lexical_signals(text: str) -> dict[str, float]:
     """The named, human-readable signals the model uses (also shown in the decision trace)."""
     raw = text.strip()
     lowered = raw.lower().replace("\u2019", "'")
     tokens = _tokens(lowered)
     n = len(tokens)
-    prefix = _REQUEST_PREFIX.match(lowered)
-    topic = lowered[prefix.end() :] if prefix else lowered
+    topic = request_topic(raw)
     topic_tokens = _tokens(topic)
-    content = [t for t in topic_tokens if t not in _STOP and not t.isdigit()]
+    content = content_words(topic)
     first = tokens[0] if tokens else ""
     has_wh = any(t in _WH for t in tokens[:3])
     yes_no = bool(_AUX_START.match(lowered))
@@ -156,7 +168,7 @@ def lexical_signals(text: str) -> dict[str, float]:
         "log_topic_tokens": math.log1p(len(topic_tokens)),
         "content_words": float(min(len(content), 12)) / 12.0,
         "short_request": 1.0 if len(content) <= 2 else 0.0,
-        "request_prefix": 1.0 if prefix and prefix.end() > 0 else 0.0,
+        "request_prefix": 1.0 if topic != lowered else 0.0,
         "bare_topic": bare_topic,
         "bare_short_topic": bare_topic * (1.0 if len(content) <= 3 else 0.0),
         "unresolved_referent": deictic_unanchored,
@@ -342,6 +354,7 @@ class ClariqTopic:
     need: int  # 1..4
     question_ids: frozenset[str]
     facets: tuple[str, ...]
+    answers: frozenset[str] = frozenset()  # the crowd's answers to the topic's clarifying questions
 
 
 def load_clariq_topics(split: str, data_dir: str | os.PathLike[str] | None = None) -> list[ClariqTopic]:
@@ -353,14 +366,16 @@ def load_clariq_topics(split: str, data_dir: str | os.PathLike[str] | None = Non
             tid = int(row["topic_id"])
             entry = topics.setdefault(
                 tid,
-                {"request": row["initial_request"], "need": int(row["clarification_need"]), "q": set(), "f": {}},
+                {"request": row["initial_request"], "need": int(row["clarification_need"]), "q": set(), "f": {}, "a": set()},
             )
             if row.get("question_id"):
                 entry["q"].add(row["question_id"])
+            if (row.get("answer") or "").strip():
+                entry["a"].add(row["answer"].strip())
             if row.get("facet_id"):
                 entry["f"][row["facet_id"]] = row.get("facet_desc", "")
     return [
-        ClariqTopic(tid, e["request"], e["need"], frozenset(e["q"]), tuple(e["f"].values()))
+        ClariqTopic(tid, e["request"], e["need"], frozenset(e["q"]), tuple(e["f"].values()), frozenset(e["a"]))
         for tid, e in sorted(topics.items())
     ]
 

@@ -14,7 +14,6 @@ questions) it would act on, and how many labelled harmful cases it catches when 
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import json
 import time
@@ -25,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from agent.clarification_need import load_clariq_topics
 from agent.constraints import ConstraintBook, ScoringSpec
-from agent.datasets import dataset_dir
 from agent.encoder import load_encoder
 from agent.metrics import DetectionScores, detection_scores
 
@@ -204,21 +203,14 @@ def dev_errors(book: ConstraintBook, cases: Sequence[Case], embeddings: np.ndarr
 
 def clariq_answers(data_dir: str | None = None) -> list[str]:
     """The distinct crowd answers to ClariQ's clarifying questions (train and dev): benign replies."""
-    answers: set[str] = set()
-    for split in ("train", "dev"):
-        path = dataset_dir("clariq", data_dir) / f"{split}.tsv"
-        with path.open(encoding="utf-8", newline="") as handle:
-            for row in csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-                if (row.get("answer") or "").strip():
-                    answers.add(row["answer"].strip())
-    return sorted(answers)
+    return sorted({a for split in ("train", "dev") for topic in load_clariq_topics(split, data_dir) for a in topic.answers})
 
 
 def answer_evidence(
     book: ConstraintBook, benign_embeddings: np.ndarray, cases: Sequence[Case], embeddings: np.ndarray
 ) -> dict[str, Any]:
     """What the answer rule (an answer alone at the confident threshold starts a match) acts on."""
-    confident = book.spec.confident_threshold or book.threshold
+    confident = book.confident_threshold
     actions = [str(c.action) for c in book.constraints]
 
     def firm(vectors: np.ndarray) -> list[str | None]:

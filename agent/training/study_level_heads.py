@@ -40,14 +40,13 @@ from typing import Any
 import numpy as np
 
 from agent.clarification_need import (
-    _REQUEST_PREFIX,
-    _STOP,
     ClariqTopic,
-    _tokens,
+    content_words,
     lexical_signals,
     load_clariq_topics,
     signal_matrix,
 )
+from agent.clarification_need import request_topic as _prefix_stripped
 from agent.encoder import Encoder
 from agent.metrics import auroc_or_nan
 from agent.question_bank import QuestionBank, bm25_tokens
@@ -77,9 +76,7 @@ FINETUNE_THREADS = 2  # the machine's two cores are shared
 def request_topic(text: str) -> str:
     """The request without its boilerplate ("tell me about", "i'm looking for") or final punctuation:
     what the user named, which is what may have several readings."""
-    lowered = text.strip().lower().replace("\u2019", "'").rstrip(".?!")
-    prefix = _REQUEST_PREFIX.match(lowered)
-    return (lowered[prefix.end() :] if prefix else lowered).strip()
+    return _prefix_stripped(text.strip().rstrip(".?!")).strip()
 
 
 @lru_cache(maxsize=1)
@@ -90,15 +87,11 @@ def _vocabulary() -> dict[str, int]:
     return {word: i for i, word in enumerate(path.read_text(encoding="utf-8").split("\n"))}
 
 
-def _content_words(topic: str) -> list[str]:
-    return [t for t in _tokens(topic) if t not in _STOP and not t.isdigit()]
-
-
 def rarity_features(text: str) -> list[float]:
     """Log frequency rank of the topic's content words (min, mean, max), out-of-vocabulary share,
     and whether the topic is a single common or a single rare word."""
     vocabulary = _vocabulary()
-    content = _content_words(request_topic(text))
+    content = content_words(request_topic(text))
     top_rank = len(vocabulary) - _FIRST_WORD_ID
     ranks = [
         vocabulary[t] - _FIRST_WORD_ID + 1 if vocabulary.get(t, 0) >= _FIRST_WORD_ID else top_rank for t in content
@@ -278,12 +271,8 @@ def finetune_comparison(texts: Sequence[str], levels: np.ndarray, signals: np.nd
     for the fine-tuned encoder, the ridge on the named signals and their standardised sum."""
     from scipy.stats import spearmanr
 
-    folds = fold_of(len(levels), NESTED_CV_SEED)
-    signal_scores = np.zeros(len(levels))
-    fit = ridge(30.0)
-    for k in range(CV_FOLDS):
-        signal_scores[folds == k] = fit(signals[folds != k], levels[folds != k])(signals[folds == k])
-    tuned = finetuned_oof_scores(texts, levels.astype(float), folds)
+    signal_scores = _oof(signals, levels, ridge(30.0), seed=NESTED_CV_SEED)
+    tuned = finetuned_oof_scores(texts, levels.astype(float), fold_of(len(levels), NESTED_CV_SEED))
 
     def standardised(scores: np.ndarray) -> np.ndarray:
         return (scores - scores.mean()) / scores.std()
