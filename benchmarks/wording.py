@@ -18,10 +18,10 @@ Results go to stdout and artifacts/bench/wording.json.
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import statistics
 import sys
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _common import TURN_MESSAGES, emit, private_home
@@ -31,9 +31,20 @@ META_TALK = re.compile(r"\bthe assistant\b|\bassistant's\b", re.IGNORECASE)
 VARIANTS = ("full", "compact")
 
 
+@dataclass
+class Worded:
+    request: str
+    meta_talk: bool
+    topicality: float
+    words: int
+    respond_ms: float
+
+
 def messages() -> list[str]:
-    cases = [json.loads(line) for line in (ROOT / "tests" / "data" / "decision_cases.jsonl").read_text().splitlines()]
-    answered = [c["text"] for c in cases if c["labels"].get("decision") == "answer"]
+    from graphs.evaluation import read_cases
+
+    cases = read_cases(ROOT / "tests" / "data" / "decision_cases.jsonl")
+    answered = [c.text for c in cases if c.labels.decision == "answer"]
     return list(dict.fromkeys([*TURN_MESSAGES, *answered]))
 
 
@@ -62,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     runners = {v: EdgeAlign(Context.from_env(answer_prompt=v), checkpointer=InMemorySaver(), record=False)
                for v in VARIANTS}
     encoder = get_resources(None).encoder
-    rows: dict[str, list[dict[str, object]]] = {v: [] for v in VARIANTS}
+    rows: dict[str, list[Worded]] = {v: [] for v in VARIANTS}
     texts = messages()
     total = len(texts) * args.repeats * len(VARIANTS)
     done = 0
@@ -81,23 +92,24 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 worded = model_text(result.reply)
                 request, reply = encoder.encode([text, worded or "."])
-                rows[variant].append({
-                    "request": text,
-                    "meta_talk": bool(META_TALK.search(worded)),
-                    "topicality": float(request @ reply),
-                    "words": len(worded.split()),
-                    "respond_ms": float(result.timings_ms.get("respond", 0.0)),
-                })
+                rows[variant].append(Worded(
+                    request=text,
+                    meta_talk=bool(META_TALK.search(worded)),
+                    topicality=float(request @ reply),
+                    words=len(worded.split()),
+                    respond_ms=float(result.timings_ms.get("respond", 0.0)),
+                ))
     summary = {}
     for variant, items in rows.items():
         summary[variant] = {
             "replies": len(items),
-            "meta_talk_rate": round(sum(bool(r["meta_talk"]) for r in items) / max(len(items), 1), 3),
-            "topicality_median": round(statistics.median(float(r["topicality"]) for r in items), 3),  # type: ignore[arg-type]
-            "words_median": statistics.median(int(r["words"]) for r in items),  # type: ignore[call-overload]
-            "respond_median_ms": round(statistics.median(float(r["respond_ms"]) for r in items), 1),  # type: ignore[arg-type]
+            "meta_talk_rate": round(sum(r.meta_talk for r in items) / max(len(items), 1), 3),
+            "topicality_median": round(statistics.median(r.topicality for r in items), 3),
+            "words_median": statistics.median(r.words for r in items),
+            "respond_median_ms": round(statistics.median(r.respond_ms for r in items), 1),
         }
-    emit("wording", {"messages": len(texts), "repeats": args.repeats, "variants": summary, "replies": rows}, args.out)
+    replies = {variant: [asdict(r) for r in items] for variant, items in rows.items()}
+    emit("wording", {"messages": len(texts), "repeats": args.repeats, "variants": summary, "replies": replies}, args.out)
     return 0
 
 
