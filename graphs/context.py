@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from typing import Any
 
 from agent.vocabulary import AnswerPrompt, Mode
@@ -74,16 +75,8 @@ class Context:
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}")
-        try:
-            values["mode"] = Mode(values.get("mode", Mode.OVERTON))
-        except ValueError:
-            raise ConfigError(f"mode must be one of {[m.value for m in Mode]}, got {values['mode']!r}") from None
-        try:
-            values["answer_prompt"] = AnswerPrompt(values.get("answer_prompt", AnswerPrompt.AUTO))
-        except ValueError:
-            raise ConfigError(
-                f"answer_prompt must be one of {[p.value for p in AnswerPrompt]}, got {values['answer_prompt']!r}"
-            ) from None
+        _to_enum(values, "mode", Mode.OVERTON)
+        _to_enum(values, "answer_prompt", AnswerPrompt.AUTO)
         if "communities" in values:
             values["communities"] = tuple(values["communities"])
         context = cls(**values)
@@ -119,6 +112,15 @@ class Context:
             "relevance_floor": self.relevance_floor,
             "value_model": self.value_model,
         }
+
+
+def _to_enum(values: dict[str, Any], name: str, default: StrEnum) -> None:
+    """Turn ``values[name]`` (a string from the environment or a caller) into ``default``'s enum type."""
+    kind = type(default)
+    try:
+        values[name] = kind(values.get(name, default))
+    except ValueError:
+        raise ConfigError(f"{name} must be one of {[m.value for m in kind]}, got {values[name]!r}") from None
 
 
 def _endpoint_name(url: str) -> str:
