@@ -39,7 +39,6 @@ import copy
 import json
 import logging
 import os
-import re
 import secrets
 import signal
 import sys
@@ -57,6 +56,7 @@ from agent.vocabulary import Mode
 from graphs.context import ConfigError, Context
 from graphs.runner import STEP_LABELS, EdgeAlign, InvalidMessageError, TurnResult, new_thread_id
 from prompts import load_prompt_data
+from ui.service_support import valid_thread_id, warm_llm
 from ui.trace_view import TRACE_CSS, trace_details_html, trace_record, trace_summary_html, value_chart_html
 
 log = logging.getLogger("edge_align.ui")
@@ -73,7 +73,6 @@ EXAMPLES = [
     "What is the capital of France?",
 ]
 SESSION_STORAGE_KEY = "edge-align-session"
-_THREAD_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _FIRST_STEP = STEP_LABELS["begin_turn"]
 
 CSS = (
@@ -100,11 +99,6 @@ def _text_of(content: Any) -> str:
     if isinstance(content, dict):
         return str(content.get("text", ""))
     return str(content or "")
-
-
-def valid_thread_id(value: Any) -> str | None:
-    """The id if it is one we could have issued; anything else from a browser or client is ignored."""
-    return value if isinstance(value, str) and _THREAD_ID.match(value) else None
 
 
 class TraceLog:
@@ -554,20 +548,6 @@ def _auth() -> tuple[str, str] | None:
     return (user, password) if user and password else None
 
 
-def _warm_llm(context: Context) -> None:
-    """Start the embedded model now, so the first answer does not wait for it; failures show per turn."""
-    from agent.llm import LLMSettings, LLMUnavailableError, embedded_server
-
-    if context.llm_base_url is not None or not context.generate_text:
-        return
-    if not LLMSettings.from_env().is_embedded:
-        return
-    try:
-        embedded_server()
-    except LLMUnavailableError as problem:
-        print(f"[edge-align] the embedded model did not start ({problem}); answers will say so", file=sys.stderr)
-
-
 def launch(context: Context, host: str = "127.0.0.1", port: int = 7860) -> None:
     """Load everything, then serve the demo until interrupted (SIGINT or SIGTERM)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -578,7 +558,7 @@ def launch(context: Context, host: str = "127.0.0.1", port: int = 7860) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     home = home_dir(context.home)
     get_resources(context.home)  # prints its own progress; every session then shares the loaded models
-    _warm_llm(context)
+    warm_llm(context)
     service = DemoService(EdgeAlign(context), home)
     app = build_app(service)
     concurrency = int(os.environ.get("EDGE_ALIGN_DEMO_CONCURRENCY", "4"))
