@@ -58,7 +58,7 @@ def main() -> int:
             "INSPECT_LOG_FORMAT": "json",  # readable without Inspect; `inspect view` opens it too
         }
         command = [
-            str(venv / "bin" / "inspect"), "eval", str(ROOT / "benchmarks" / "inspect_task.py"),
+            str(venv / "bin" / "inspect"), "eval", "benchmarks/inspect_task.py",  # relative: Inspect globs it
             "--model", "openai-api/edge-align/edge-align", "-T", f"file={cases}",
             "--max-connections", str(args.max_connections), "--display", "plain", "--no-fail-on-error",
         ]  # fmt: skip

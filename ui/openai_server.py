@@ -437,8 +437,11 @@ def create_app(agent: EdgeAlign, settings: ServeSettings | None = None) -> FastA
         )
         return error_response(500, detail)
 
-    def authorize(request: Request, authorization: str | None = Header(None)) -> None:
-        """Bearer key check (constant-time), then the rate limit for that client."""
+    async def authorize(request: Request, authorization: str | None = Header(None)) -> None:
+        """Bearer key check (constant-time), then the rate limit for that client.
+
+        Async although it never waits: FastAPI runs a plain ``def`` dependency on a worker thread,
+        and that hand-off cost more than the check itself."""
         token = None
         if expected is not None:
             scheme, _, token = (authorization or "").partition(" ")
