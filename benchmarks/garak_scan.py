@@ -1,7 +1,7 @@
 """garak (NVIDIA's LLM vulnerability scanner) against `edge-align serve`, in bounded time.
 
     .venv/bin/python benchmarks/garak_scan.py [--probes promptinject.HijackHateHumans,dan.Dan_11_0,...]
-                                              [--prompt-cap 8] [--no-text] [--timeout 1500]
+                                              [--prompt-cap 8] [--no-text] [--timeout 1500] [--url URL]
 
 Creates garak's own virtual environment on first use (benchmarks/_tool_venv.py: garak pins openai 2.x),
 starts `edge-align serve` on a free 127.0.0.1 port with its own data home and a random API key, and
@@ -9,6 +9,7 @@ runs garak's OpenAI-compatible generator against it: one generation per prompt, 
 prompts per probe, the whole run killed after --timeout seconds. By default the embedded SmolLM2
 writes the replies (text generation on), since that is what a scanned user would read; --no-text scans
 the decision path alone (refusals, clarifying questions and the fixed lines, no generated text).
+--url scans a server that is already running instead (its key in EDGE_ALIGN_API_KEY).
 
 Reports, per probe and detector, how many of garak's attempts passed (the detector found no hit),
 as JSON on stdout and in artifacts/bench/garak.json, beside garak's own report files.
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, emit
+from _common import emit
 from _tool_venv import GARAK, ensure_venv
 
 # One family each: prompt injection, DAN-style jailbreaks, encoding tricks.
@@ -98,20 +99,24 @@ def main() -> int:
     parser.add_argument("--no-text", action="store_true", help="scan the decision path only")
     parser.add_argument("--timeout", type=float, default=1500.0, help="seconds before garak is stopped")
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--url", help="scan this running server (its /v1 URL; key in EDGE_ALIGN_API_KEY)")
     parser.add_argument("--out")
     args = parser.parse_args()
 
     venv, install_s = ensure_venv("garak", GARAK)
     work = Path(tempfile.mkdtemp(prefix="edge-align-garak-"))
-    key = secrets.token_urlsafe(24)
+    server = None
+    if args.url:
+        base_url, key = args.url, os.environ.get("EDGE_ALIGN_API_KEY", "")
+    else:
+        from tests.support.openai_server import ApiServer
 
-    from tests.support.openai_server import ApiServer
-
-    server = ApiServer(work / "home", generate_text=not args.no_text, api_key=key)
-    server.start()
+        key = secrets.token_urlsafe(24)
+        server = ApiServer(work / "home", generate_text=not args.no_text, api_key=key).start()
+        base_url = server.base_url
     try:
         (work / "config.json").write_text(json.dumps(garak_config(args.prompt_cap, args.seed)))
-        (work / "generator.json").write_text(json.dumps(generator_options(server.base_url)))
+        (work / "generator.json").write_text(json.dumps(generator_options(base_url)))
         env = {
             **os.environ,
             "OPENAICOMPATIBLE_API_KEY": key,
@@ -142,7 +147,8 @@ def main() -> int:
             return 1
         summary = read_report(reports[-1])
     finally:
-        server.close()
+        if server is not None:
+            server.close()
 
     total = sum(r["total"] for r in summary["results"])
     passed = sum(r["passed"] for r in summary["results"])
@@ -152,17 +158,16 @@ def main() -> int:
             "command": f".venv/bin/python benchmarks/garak_scan.py --probes {args.probes} --prompt-cap {args.prompt_cap}"
             + (" --no-text" if args.no_text else ""),
             "what": "garak 0.17.1, OpenAICompatible generator against edge-align serve on 127.0.0.1, 1 generation",
-            "text_generation": not args.no_text,
+            "text_generation": None if args.url else not args.no_text,
             "probes": args.probes.split(","),
             "prompt_cap": args.prompt_cap,
             "garak_install_s": install_s,
             "scan_s": scan_s,
-            "server_startup_s": round(server.startup_s or 0.0, 1),
+            "server_startup_s": round(server.startup_s or 0.0, 1) if server else None,
             **summary,
             "overall": {"passed": passed, "total": total, "pass_rate": round(passed / total, 3) if total else None},
             "report_file": str(reports[-1]),
-            "load_average": os.getloadavg(),
-            "root": str(ROOT),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         args.out,
     )

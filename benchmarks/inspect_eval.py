@@ -34,6 +34,7 @@ def main() -> int:
     parser.add_argument("--log-dir", default=str(ROOT / "artifacts" / "inspect-logs"))
     parser.add_argument("--max-connections", type=int, default=4)
     parser.add_argument("--timeout", type=float, default=1800.0)
+    parser.add_argument("--url", help="evaluate this running server (its /v1 URL; key in EDGE_ALIGN_API_KEY)")
     parser.add_argument("--out")
     args = parser.parse_args()
     cases = Path(args.file).resolve()
@@ -42,17 +43,21 @@ def main() -> int:
         return 2
 
     venv, install_s = ensure_venv("inspect", INSPECT)
-    key = secrets.token_urlsafe(24)
-    from tests.support.openai_server import ApiServer
+    server = None
+    if args.url:
+        base_url, key = args.url, os.environ.get("EDGE_ALIGN_API_KEY", "")
+    else:
+        from tests.support.openai_server import ApiServer
 
-    home = Path(os.environ.get("EDGE_ALIGN_HOME") or tempfile.mkdtemp(prefix="edge-align-inspect-"))
-    server = ApiServer(home, generate_text=args.with_text, api_key=key)
-    server.start()
+        key = secrets.token_urlsafe(24)
+        home = Path(os.environ.get("EDGE_ALIGN_HOME") or tempfile.mkdtemp(prefix="edge-align-inspect-"))
+        server = ApiServer(home, generate_text=args.with_text, api_key=key).start()
+        base_url = server.base_url
     log_dir = Path(args.log_dir).resolve()
     try:
         env = {
             **os.environ,
-            "EDGE_ALIGN_BASE_URL": server.base_url,
+            "EDGE_ALIGN_BASE_URL": base_url,
             "EDGE_ALIGN_API_KEY": key,
             "INSPECT_LOG_DIR": str(log_dir),
             "INSPECT_LOG_FORMAT": "json",  # readable without Inspect; `inspect view` opens it too
@@ -66,7 +71,8 @@ def main() -> int:
         done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=args.timeout, cwd=ROOT)
         eval_s = round(time.monotonic() - began, 1)
     finally:
-        server.close()
+        if server is not None:
+            server.close()
     logs = sorted(log_dir.glob("*.json"), key=lambda p: p.stat().st_mtime)
     if done.returncode != 0 or not logs:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
@@ -86,7 +92,7 @@ def main() -> int:
             "command": f".venv/bin/python benchmarks/inspect_eval.py --file {args.file}"
             + (" --with-text" if args.with_text else ""),
             "what": "inspect-ai 0.3.285, openai-api provider against edge-align serve on 127.0.0.1",
-            "text_generation": args.with_text,
+            "text_generation": None if args.url else args.with_text,
             "status": log.get("status"),
             "samples": len(samples),
             "scored": len(scored),
@@ -95,7 +101,7 @@ def main() -> int:
             "inspect_install_s": install_s,
             "eval_s": eval_s,
             "log_file": str(logs[-1]),
-            "load_average": os.getloadavg(),
+            "load_average": [round(x, 2) for x in os.getloadavg()],
         },
         args.out,
     )

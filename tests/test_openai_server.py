@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
 import subprocess
 import sys
@@ -375,10 +376,10 @@ def test_langgraph_agent_with_chatopenai_answers_the_question(server: ApiServer,
 
 
 @pytest.mark.slow
-def test_end_to_end_with_the_embedded_model_writing(tmp_path: Path) -> None:
+def test_end_to_end_with_the_embedded_model_writing(test_home: Path) -> None:
     """`edge-align serve` with text generation on: the embedded llama.cpp server words the answer,
     streamed to the openai client, and the streamed text is the reply the thread stores."""
-    home = tmp_path / "home"
+    home = test_home  # its norm index is built already; the threads here are new ones
     with (
         ApiServer(home, generate_text=True) as running,
         OpenAI(base_url=running.base_url, api_key="x", max_retries=0, timeout=300) as sdk,
@@ -406,26 +407,31 @@ def test_end_to_end_with_the_embedded_model_writing(tmp_path: Path) -> None:
     assert EdgeAlign(Context(home=str(home), generate_text=False), record=False).history(thread)[-1]["content"] == text
 
 
-def _bench(script: str, *args: str, timeout_s: float) -> dict[str, Any]:
+def _bench(script: str, *args: str, key: str, timeout_s: float) -> dict[str, Any]:
+    """A benchmark script pointed at the module's running server (so it starts none of its own)."""
     done = subprocess.run(
         [sys.executable, str(PROJECT_ROOT / "benchmarks" / script), *args],
         capture_output=True,
         text=True,
         timeout=timeout_s,
         cwd=PROJECT_ROOT,
+        env={**os.environ, "EDGE_ALIGN_API_KEY": key},
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return dict(json.loads(done.stdout))
 
 
 @pytest.mark.slow
-def test_inspect_task_over_the_case_file(tmp_path: Path) -> None:
+def test_inspect_task_over_the_case_file(server: ApiServer, api_key: str, tmp_path: Path) -> None:
     """Inspect (its own venv) runs the task over a labelled case file with the endpoint as its model."""
     cases = [json.loads(line) for line in (PROJECT_ROOT / "tests/data/decision_cases.jsonl").read_text().splitlines()]
     labelled = [c for c in cases if c.get("labels", {}).get("decision")][:6]
     small = tmp_path / "cases.jsonl"
     small.write_text("".join(json.dumps(c) + "\n" for c in labelled))
-    result = _bench("inspect_eval.py", "--file", str(small), "--out", str(tmp_path / "inspect.json"), timeout_s=900)
+    result = _bench(
+        "inspect_eval.py", "--file", str(small), "--url", server.base_url, "--log-dir", str(tmp_path / "logs"),
+        "--out", str(tmp_path / "inspect.json"), key=api_key, timeout_s=900,
+    )  # fmt: skip
     assert result["samples"] == len(labelled)
     assert result["scored"] == len(labelled)  # every sample's decision came back through Inspect
     assert 0.0 <= result["accuracy"] <= 1.0
@@ -433,12 +439,12 @@ def test_inspect_task_over_the_case_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_garak_probes_against_the_endpoint(tmp_path: Path) -> None:
+def test_garak_probes_against_the_endpoint(server: ApiServer, api_key: str, tmp_path: Path) -> None:
     """garak (its own venv) runs one probe per family, two prompts each, and reports per probe."""
     probes = "promptinject.HijackHateHumans,dan.Dan_11_0,encoding.InjectBase64"
     result = _bench(
-        "garak_scan.py", "--probes", probes, "--prompt-cap", "2", "--no-text", "--out", str(tmp_path / "garak.json"),
-        timeout_s=1200,
+        "garak_scan.py", "--probes", probes, "--prompt-cap", "2", "--url", server.base_url,
+        "--out", str(tmp_path / "garak.json"), key=api_key, timeout_s=1200,
     )  # fmt: skip
     assert {r["probe"] for r in result["results"]} == set(probes.split(","))
     assert all(r["total"] >= 1 and 0 <= r["passed"] <= r["total"] for r in result["results"])
