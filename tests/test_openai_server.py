@@ -16,6 +16,8 @@ import os
 import secrets
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +25,14 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from langchain_core.messages import AIMessage, HumanMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
+from langchain_core.outputs import ChatGenerationChunk
 from langchain_openai import ChatOpenAI
 from langgraph.graph import END, START, MessagesState, StateGraph
 from openai import AsyncOpenAI, OpenAI
 from pydantic import SecretStr
 
+from tests.fake_llm import ScriptedChatModel
 from tests.support.openai_server import PROJECT_ROOT, ApiServer, InProcessServer
 from ui.openai_wire import DECISION_HEADER, THREAD_HEADER
 
@@ -312,6 +316,77 @@ def test_llm_down_still_replies_and_keeps_the_turn(in_process_agent_factory: Any
     history = agent.history(thread)
     assert [m["role"] for m in history] == ["user", "assistant", "user", "assistant"]
     assert history[1]["content"] == plain.choices[0].message.content
+
+
+class GatedChatModel(ScriptedChatModel):
+    """A scripted model that waits until the test opens its gate, so a turn can be held mid-answer."""
+
+    gate: Any = None
+
+    def _generate(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
+        assert self.gate.wait(60), "the test never opened the gate"
+        return super()._generate(messages, *args, **kwargs)
+
+    def _stream(self, messages: Any, stop: Any = None, run_manager: Any = None, **kwargs: Any) -> Any:
+        """Word by word, the finish reason on the last piece, as an OpenAI-compatible server streams."""
+        reply = self._generate(messages, stop, run_manager, **kwargs).generations[0].message
+        words = str(reply.content).split(" ")
+        for index, word in enumerate(words):
+            last = index == len(words) - 1
+            piece = AIMessageChunk(
+                content=word if last else word + " ", response_metadata={"finish_reason": "stop"} if last else {}
+            )
+            chunk = ChatGenerationChunk(message=piece)
+            if run_manager is not None:
+                run_manager.on_llm_new_token(str(piece.content), chunk=chunk)
+            yield chunk
+
+
+def test_busy_thread_409_and_a_dropped_stream_keeps_the_turn() -> None:
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graphs.context import Context
+    from graphs.runner import EdgeAlign
+    from ui.openai_server import ServeSettings, create_app
+
+    answer = "Paris is the capital of France. It is also its largest city."
+    model = GatedChatModel([answer, "Paris, still. Nothing has changed."])
+    model.gate = threading.Event()
+    agent = EdgeAlign(Context(), checkpointer=InMemorySaver(), chat_model=model, record=False)
+    thread = "gated-" + secrets.token_hex(4)
+    body = {"model": "edge-align", "messages": [{"role": "user", "content": FACTUAL}]}
+    with InProcessServer(create_app(agent, ServeSettings())) as running:
+        url = f"{running.base_url}/chat/completions"
+        with httpx.stream("POST", url, json={**body, "stream": True}, headers={THREAD_HEADER: thread}) as stream:
+            assert (
+                json.loads(next(stream.iter_lines()).removeprefix("data: "))["choices"][0]["delta"]["role"]
+                == "assistant"
+            )
+            busy = httpx.post(url, json=body, headers={THREAD_HEADER: thread}, timeout=30)
+            assert busy.status_code == 409 and _error(busy)["code"] == "thread_busy"
+        # The client has gone before the answer was written; the turn still finishes and is stored.
+        model.gate.set()
+        deadline = time.monotonic() + 60
+        while len(agent.history(thread)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert agent.history(thread)[1]["content"].startswith(answer)
+        again = httpx.post(url, json=body, headers={THREAD_HEADER: thread}, timeout=30)
+        assert again.status_code == 200  # the thread is free again
+        assert again.json()["choices"][0]["message"]["content"].startswith("Paris, still.")
+
+
+def test_sentence_gate_only_lets_whole_sentences_through() -> None:
+    from ui.openai_server import SentenceGate
+
+    gate = SentenceGate()
+    pieces = [gate.feed(token) for token in ["Boil ", "water. ", "Add the ", "egg", " for 8 min", "utes. Then coo"]]
+    # A sentence goes out once the next one has begun: only then is its end certain.
+    assert pieces == ["", "", "Boil water.", "", "", " Add the egg for 8 minutes."]
+    stored = "Boil water. Add the egg for 8 minutes.\n\nAssumed: nothing else."  # the half sentence is cut
+    assert "".join(pieces) + gate.finish(stored) == stored
+    broken = SentenceGate()
+    broken.feed("Half an answer. And")
+    assert broken.finish("The model failed.") == "\n\nThe model failed."  # follows what was already sent
 
 
 # ------------------------------------------------------------------ LangChain + LangGraph as client

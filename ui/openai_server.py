@@ -53,6 +53,7 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import signal
@@ -529,7 +530,12 @@ def _unknown_model(name: str) -> ApiError:
 
 
 def _data(chunk: ChatCompletionChunk | ErrorResponse) -> str:
-    return f"data: {chunk.model_dump_json(exclude_none=True)}\n\n"
+    """One SSE event. Empty delta fields are left out, as OpenAI does; the extension keeps its nulls,
+    so a stream's ``edge_align`` has the same keys as a plain response's."""
+    data = chunk.model_dump(mode="json", exclude_none=True)
+    if isinstance(chunk, ChatCompletionChunk) and chunk.edge_align is not None:
+        data["edge_align"] = chunk.edge_align.model_dump(mode="json")
+    return f"data: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n"
 
 
 async def _sse(events: asyncio.Queue[tuple[str, Any]], completion_id: str, created: int) -> AsyncIterator[str]:
