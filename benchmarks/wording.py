@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     from graphs.resources import get_resources
     from graphs.runner import EdgeAlign
 
-    runners = {
-        v: EdgeAlign(Context.from_env(answer_prompt=v), checkpointer=InMemorySaver(), record=False) for v in VARIANTS
-    }
+    runners = {v: EdgeAlign(Context.from_env(answer_prompt=v), checkpointer=InMemorySaver(), record=False)
+               for v in VARIANTS}
     encoder = get_resources(None).encoder
     rows: dict[str, list[Worded]] = {v: [] for v in VARIANTS}
     texts = messages()
@@ -93,15 +92,13 @@ def main(argv: list[str] | None = None) -> int:
                     continue
                 worded = model_text(result.reply)
                 request, reply = encoder.encode([text, worded or "."])
-                rows[variant].append(
-                    Worded(
-                        request=text,
-                        meta_talk=bool(META_TALK.search(worded)),
-                        topicality=float(request @ reply),
-                        words=len(worded.split()),
-                        respond_ms=float(result.timings_ms.get("respond", 0.0)),
-                    )
-                )
+                rows[variant].append(Worded(
+                    request=text,
+                    meta_talk=bool(META_TALK.search(worded)),
+                    topicality=float(request @ reply),
+                    words=len(worded.split()),
+                    respond_ms=float(result.timings_ms.get("respond", 0.0)),
+                ))
     summary = {}
     for variant, items in rows.items():
         summary[variant] = {
@@ -112,9 +109,7 @@ def main(argv: list[str] | None = None) -> int:
             "respond_median_ms": round(statistics.median(r.respond_ms for r in items), 1),
         }
     replies = {variant: [asdict(r) for r in items] for variant, items in rows.items()}
-    emit(
-        "wording", {"messages": len(texts), "repeats": args.repeats, "variants": summary, "replies": replies}, args.out
-    )
+    emit("wording", {"messages": len(texts), "repeats": args.repeats, "variants": summary, "replies": replies}, args.out)
     return 0
 
 
