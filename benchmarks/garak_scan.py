@@ -21,6 +21,7 @@ import argparse
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -149,6 +150,7 @@ def main() -> int:
     finally:
         if server is not None:
             server.close()
+            shutil.rmtree(server.home, ignore_errors=True)  # garak's own report files stay for reading
 
     total = sum(r["total"] for r in summary["results"])
     passed = sum(r["passed"] for r in summary["results"])
