@@ -318,14 +318,18 @@ class TurnService:
 
         def run() -> None:
             started = time.perf_counter()
+            outcome: tuple[str, Any]
             try:
                 for event in self.agent.stream(message, thread_id):
                     put(event)
-                put(("done", (time.perf_counter() - started) * 1000))
+                outcome = ("done", (time.perf_counter() - started) * 1000)
             except BaseException as problem:  # handed to the response, which reports it
-                put(("error", problem))
+                outcome = ("error", problem)
             finally:
+                # Before the client can read the end of the stream: its next message must find the
+                # thread free, however late this worker thread gets the CPU back.
                 self.release(thread_id)
+            put(outcome)
 
         self.pool.submit(run)
         return events
