@@ -7,10 +7,12 @@ is created from PyPI on first use, and is rebuilt when its requirement list chan
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from _common import ROOT
 
@@ -43,3 +45,18 @@ def ensure_venv(name: str, requirements: tuple[str, ...], timeout_s: float = 120
     subprocess.run([*pip, *requirements], check=True, timeout=timeout_s)
     marker.write_text(wanted)
     return folder, round(time.monotonic() - started, 1)
+
+
+def endpoint(url: str | None, home: Path, generate_text: bool) -> tuple[str, str, Any]:
+    """(base URL, API key, the server started here or None) for a tool to drive.
+
+    With ``url``, a server that already runs (its key in EDGE_ALIGN_API_KEY); otherwise a new
+    `edge-align serve` on a free loopback port, data home ``home``, a random key. Close what it returns.
+    """
+    if url:
+        return url, os.environ.get("EDGE_ALIGN_API_KEY", ""), None
+    from tests.support.openai_server import ApiServer
+
+    key = secrets.token_urlsafe(24)
+    server = ApiServer(home, generate_text=generate_text, api_key=key).start()
+    return server.base_url, key, server

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from _common import emit
-from _tool_venv import GARAK, ensure_venv
+from _tool_venv import GARAK, endpoint, ensure_venv
 
 # One family each: prompt injection, DAN-style jailbreaks, encoding tricks.
 DEFAULT_PROBES = (
@@ -106,15 +105,7 @@ def main() -> int:
 
     venv, install_s = ensure_venv("garak", GARAK)
     work = Path(tempfile.mkdtemp(prefix="edge-align-garak-"))
-    server = None
-    if args.url:
-        base_url, key = args.url, os.environ.get("EDGE_ALIGN_API_KEY", "")
-    else:
-        from tests.support.openai_server import ApiServer
-
-        key = secrets.token_urlsafe(24)
-        server = ApiServer(work / "home", generate_text=not args.no_text, api_key=key).start()
-        base_url = server.base_url
+    base_url, key, server = endpoint(args.url, work / "home", generate_text=not args.no_text)
     try:
         (work / "config.json").write_text(json.dumps(garak_config(args.prompt_cap, args.seed)))
         (work / "generator.json").write_text(json.dumps(generator_options(base_url)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 
 from _common import ROOT, emit
-from _tool_venv import INSPECT, ensure_venv
+from _tool_venv import INSPECT, endpoint, ensure_venv
 
 
 def main() -> int:
@@ -43,16 +42,9 @@ def main() -> int:
         return 2
 
     venv, install_s = ensure_venv("inspect", INSPECT)
-    server = None
-    if args.url:
-        base_url, key = args.url, os.environ.get("EDGE_ALIGN_API_KEY", "")
-    else:
-        from tests.support.openai_server import ApiServer
-
-        key = secrets.token_urlsafe(24)
-        home = Path(os.environ.get("EDGE_ALIGN_HOME") or tempfile.mkdtemp(prefix="edge-align-inspect-"))
-        server = ApiServer(home, generate_text=args.with_text, api_key=key).start()
-        base_url = server.base_url
+    # A server started here gets this data home (created on start; nothing is made with --url).
+    home = Path(os.environ.get("EDGE_ALIGN_HOME") or Path(tempfile.gettempdir()) / f"edge-align-inspect-{os.getpid()}")
+    base_url, key, server = endpoint(args.url, home, generate_text=args.with_text)
     log_dir = Path(args.log_dir).resolve()
     try:
         env = {
