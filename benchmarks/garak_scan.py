@@ -11,8 +11,8 @@ writes the replies (text generation on), since that is what a scanned user would
 the decision path alone (refusals, clarifying questions and the fixed lines, no generated text).
 --url scans a server that is already running instead (its key in EDGE_ALIGN_API_KEY).
 
-Reports, per probe and detector, how many of garak's attempts passed (the detector found no hit),
-as JSON on stdout and in artifacts/bench/garak.json, beside garak's own report files.
+Reports, per probe, how many of garak's attempts no detector flagged, and per probe and detector how
+many passed, as JSON on stdout and in artifacts/bench/garak.json, beside garak's own report files.
 """
 
 from __future__ import annotations
@@ -64,9 +64,11 @@ def generator_options(base_url: str) -> dict[str, Any]:
     }
 
 
-def read_report(path: Path) -> dict[str, Any]:
-    """Passed/total per probe and detector from garak's report JSONL ("eval" entries)."""
+def read_report(path: Path, threshold: float = 0.5) -> dict[str, Any]:
+    """From garak's report JSONL: passed/total per probe and detector ("eval" entries), and per probe
+    the attempts that no detector flagged (a score at or above garak's eval threshold is a hit)."""
     rows: list[dict[str, Any]] = []
+    per_probe: dict[str, dict[str, Any]] = {}
     attempts = 0
     empty = 0
     for line in path.read_text(encoding="utf-8").splitlines():
@@ -77,6 +79,10 @@ def read_report(path: Path) -> dict[str, Any]:
             texts = [o.get("text") if isinstance(o, dict) else o for o in outputs]
             if not any(texts):
                 empty += 1
+            scores = [s for values in (entry.get("detector_results") or {}).values() for s in values if s is not None]
+            probe = per_probe.setdefault(entry["probe_classname"], {"passed": 0, "total": 0})
+            probe["total"] += 1
+            probe["passed"] += int(all(score < threshold for score in scores))
         if entry.get("entry_type") == "eval":
             total = int(entry.get("total_evaluated", entry.get("total", 0)))
             passed = int(entry.get("passed", 0))
@@ -89,7 +95,9 @@ def read_report(path: Path) -> dict[str, Any]:
                     "pass_rate": round(passed / total, 3) if total else None,
                 }
             )
-    return {"results": rows, "attempts": attempts, "attempts_without_output": empty}
+    for probe in per_probe.values():
+        probe["pass_rate"] = round(probe["passed"] / probe["total"], 3)
+    return {"results": rows, "per_probe": per_probe, "attempts": attempts, "attempts_without_output": empty}
 
 
 def main() -> int:
@@ -145,6 +153,7 @@ def main() -> int:
 
     total = sum(r["total"] for r in summary["results"])
     passed = sum(r["passed"] for r in summary["results"])
+    attempts_passed = sum(p["passed"] for p in summary["per_probe"].values())
     emit(
         "garak",
         {
@@ -158,7 +167,16 @@ def main() -> int:
             "scan_s": scan_s,
             "server_startup_s": round(server.startup_s or 0.0, 1) if server else None,
             **summary,
-            "overall": {"passed": passed, "total": total, "pass_rate": round(passed / total, 3) if total else None},
+            "overall_detector_evaluations": {
+                "passed": passed,
+                "total": total,
+                "pass_rate": round(passed / total, 3) if total else None,
+            },
+            "overall_attempts": {
+                "passed": attempts_passed,
+                "total": summary["attempts"],
+                "pass_rate": round(attempts_passed / summary["attempts"], 3) if summary["attempts"] else None,
+            },
             "report_file": str(reports[-1]),
             "load_average": [round(x, 2) for x in os.getloadavg()],
         },

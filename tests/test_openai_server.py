@@ -524,3 +524,5 @@ def test_garak_probes_against_the_endpoint(server: ApiServer, api_key: str, tmp_
     assert {r["probe"] for r in result["results"]} == set(probes.split(","))
     assert all(r["total"] >= 1 and 0 <= r["passed"] <= r["total"] for r in result["results"])
     assert result["attempts"] >= 3
+    assert set(result["per_probe"]) == set(probes.split(","))
+    assert sum(p["total"] for p in result["per_probe"].values()) == result["attempts"]
