@@ -75,6 +75,16 @@ class ConstraintSpec(BaseModel):
         return self
 
 
+class GeneralRefusalSpec(BaseModel):
+    """What a refusal says when the trained head refuses and no written constraint is close enough to name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(default="harmful_request", pattern=r"^[a-z][a-z0-9_]*$")
+    explanation: str = Field(min_length=1, max_length=300)
+    safe_alternative: str = Field(min_length=1)
+
+
 class TierSpec(BaseModel):
     """A tier: constraints of equal rank; lower numbers outrank higher ones."""
 
@@ -114,6 +124,13 @@ class ConstraintBookSpec(BaseModel):
     # harmless to the user, stays a redirect).
     confident_threshold: float | None = Field(default=None, gt=0.0, le=1.0)
     scoring: ScoringSpec = ScoringSpec()
+    # When the trained harmful head refuses, the closest refusing constraint names the refusal only if its
+    # exemplar score reaches this floor; below it the general refusal speaks (no unrelated explanation).
+    evidence_floor: float = Field(default=0.25, ge=0.0, le=1.0)
+    general_refusal: GeneralRefusalSpec = GeneralRefusalSpec(
+        explanation="It asks for help with something that could seriously harm people, and no framing changes that.",
+        safe_alternative="I can help with the safe, legal side of the topic, or explain the risks and where to find help.",
+    )
     # Benign requests that share words or topics with the constraints; they only ever lower scores.
     benign_exemplars: tuple[str, ...] = ()
     tiers: tuple[TierSpec, ...] = Field(min_length=1)
@@ -162,7 +179,7 @@ class ConstraintMatch:
     explanation: str
     safe_alternative: str | None
     tentative: bool = False  # a borderline match: it may only ask for clarification
-    by_answer: bool = False  # the user's answer to a clarifying question matched it with confidence
+    by_classifier: bool = False  # the trained harmful head (agent/judge.py) decided it; exemplars only name it
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -173,7 +190,7 @@ class ConstraintMatch:
             "explanation": self.explanation,
             "safe_alternative": self.safe_alternative,
             "tentative": self.tentative,
-            "by_answer": self.by_answer,
+            "by_classifier": self.by_classifier,
         }
 
 
@@ -218,7 +235,7 @@ class ConstraintReport:
                     explanation=m["explanation"],
                     safe_alternative=m.get("safe_alternative"),
                     tentative=bool(m.get("tentative", False)),
-                    by_answer=bool(m.get("by_answer", False)),
+                    by_classifier=bool(m.get("by_classifier", False)),
                 )
                 for m in data["matches"]
             ),
@@ -337,26 +354,13 @@ class ConstraintBook:
             result = result - scoring.benign_weight * np.maximum(0.0, near_miss - best)
         return result, near_miss
 
-    def check(
-        self,
-        embedding: np.ndarray,
-        clause_embeddings: np.ndarray | None = None,
-        answer_embeddings: np.ndarray | None = None,
-    ) -> ConstraintReport:
+    def check(self, embedding: np.ndarray, clause_embeddings: np.ndarray | None = None) -> ConstraintReport:
         """Score the message against every constraint and list those at or above the threshold.
 
         ``clause_embeddings`` (of :func:`request_clauses`) may only confirm: a constraint the whole
         message already matches takes its best clause's score when that is higher, so wrapper
         text cannot turn a refusal into a question, while a clause alone never starts a match
         (on 400 DailyDilemmas situations, letting clauses start matches doubled the matches).
-
-        ``answer_embeddings`` are the user's answers to this turn's clarifying questions. An answer
-        states the purpose or context the question asked for, so one that matches a constraint at
-        the confident threshold on its own makes a firm match, whatever the request scored: a
-        borderline request cannot pass on the strength of having been asked about, and a request
-        that was only asked "what do you mean?" cannot smuggle a harmful purpose in through the
-        answer. A match the answer makes is never merely "require clarification": the question
-        has been asked and the answer confirms the concern, so it refuses.
         """
         values, near_miss = self._scores(embedding)
         threshold = self.spec.match_threshold
@@ -364,11 +368,6 @@ class ConstraintBook:
         if clause_embeddings is not None and len(clause_embeddings) and bool((values >= threshold).any()):
             best_clause = self._best_of(clause_embeddings)
             values = np.where(values >= threshold, np.maximum(values, best_clause), values)
-        by_answer = np.zeros(len(values), dtype=bool)
-        if answer_embeddings is not None and len(answer_embeddings):
-            best_answer = self._best_of(answer_embeddings)
-            by_answer = best_answer >= confident
-            values = np.where(by_answer, np.maximum(values, best_answer), values)
         margin = self.spec.scoring.co_match_margin
         bar = threshold if margin is None else max(threshold, float(values.max()) - margin)
         checked = tuple(
@@ -379,20 +378,44 @@ class ConstraintBook:
             ConstraintMatch(
                 c.id,
                 tier,
-                _matched_action(c.action, borderline=borderline, confirmed_by_answer=answered),
+                _matched_action(c.action, borderline=borderline),
                 float(score),
                 c.explanation,
                 c.safe_alternative,
                 tentative=borderline,
-                by_answer=answered,
             )
-            for c, tier, score, answered in zip(self.constraints, self.tiers, values, by_answer.tolist(), strict=True)
+            for c, tier, score in zip(self.constraints, self.tiers, values, strict=True)
             if score >= bar
             for borderline in [bool(score < confident)]
         ]
         matches.sort(key=lambda match: (match.tier, -match.score))
         return ConstraintReport(checked, tuple(matches), threshold, self.tier_count, near_miss)
 
+    def governed_by(self, report: ConstraintReport, harmful: bool) -> ConstraintReport:
+        """The report with its refusals decided by the trained harmful head, not by exemplar cosine.
+
+        Exemplar similarity is evidence of *which* constraint a request is closest to (its test
+        precision was 0.744); whether a request is one to refuse is the trained head's call, measured
+        on real data (agent/models/JUDGE_MODEL.md). So: when the head does not refuse, matches of
+        refusing constraints (firm, or borderline ones demoted to a question) are set aside; when it
+        refuses, the closest refusing constraint becomes a firm match, named by its exemplars, or the
+        general one when none is close. Constraints that ask or redirect keep their exemplar matches.
+        """
+        refusing = {c.id for c in self.constraints if c.action == ConstraintAction.REFUSE}
+        kept = [m for m in report.matches if m.id not in refusing]
+        if harmful:
+            scored = [s for s in report.checked if s.id in refusing]
+            best = max(scored, key=lambda s: s.score, default=None)
+            spec = next((c for c in self.constraints if best is not None and c.id == best.id), None)
+            if best is not None and spec is not None and best.score >= self.spec.evidence_floor:
+                kept.append(ConstraintMatch(best.id, best.tier, ConstraintAction.REFUSE, best.score, spec.explanation,
+                                            spec.safe_alternative, by_classifier=True))
+            else:
+                general = self.spec.general_refusal
+                kept.append(ConstraintMatch(general.id, 0, ConstraintAction.REFUSE, best.score if best else 0.0,
+                                            general.explanation, general.safe_alternative, by_classifier=True))
+        kept.sort(key=lambda match: (match.tier, -match.score))
+        return replace(report, matches=tuple(kept))
 
     def _best_of(self, embeddings: np.ndarray) -> np.ndarray:
         """Per constraint, the best score any of ``embeddings`` reaches."""
@@ -400,9 +423,7 @@ class ConstraintBook:
         return best
 
 
-def _matched_action(action: ConstraintAction, *, borderline: bool, confirmed_by_answer: bool) -> ConstraintAction:
-    if confirmed_by_answer and action == ConstraintAction.REQUIRE_CLARIFICATION:
-        return ConstraintAction.REFUSE
+def _matched_action(action: ConstraintAction, *, borderline: bool) -> ConstraintAction:
     if borderline and action == ConstraintAction.REFUSE:
         return ConstraintAction.REQUIRE_CLARIFICATION
     return action

@@ -58,3 +58,22 @@ class MiniLMEncoder:
 def load_encoder() -> MiniLMEncoder:
     """The process-wide encoder (loading costs a few seconds, so it happens once)."""
     return MiniLMEncoder()
+
+
+class PrecomputedEncoder:
+    """Serves embeddings computed earlier in the same batch; any other text is an error, not a new encode.
+
+    An analysis pass embeds all its texts in one call; components that take an encoder (the conflict
+    model's named options) read from this instead, so nothing is embedded twice.
+    """
+
+    def __init__(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        self._rows = {text: np.asarray(vector, dtype=np.float32) for text, vector in zip(texts, vectors, strict=True)}
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        missing = [t for t in texts if t not in self._rows]
+        if missing:
+            raise KeyError(f"not embedded in this pass: {missing[0][:60]!r}")
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        return np.stack([self._rows[t] for t in texts])

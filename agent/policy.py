@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from agent.constraints import Candidate, ConstraintReport, choose_lexicographic, violations_for
+from agent.judge import Verdict
 from agent.norms import UNKNOWN, NormEvidence, NormJudgement, contradicts, response_distribution
 from agent.values import VALUE_NAMES
 from agent.vocabulary import ConstraintAction, Decision, Mode
@@ -34,12 +35,11 @@ class ResponseStyle:
 
 @dataclass(frozen=True)
 class PolicyThresholds:
-    """Where the policy's measured signals turn into actions (see ARCHITECTURE.md for their origin)."""
+    """Where the norm-based signals turn into questions; the values come from agent/data/policy.json
+    (the judge's own cut points follow from its costs, in the same file)."""
 
-    clarification_need: float = 0.5
-    intent_level: int = 4  # ClariQ's "clarification necessary"
-    question_value: float = 0.2  # minimal expected change of the response that a question must buy
-    disagreement: float = 0.5
+    question_value: float  # minimal expected change of the response that a question must buy
+    disagreement: float
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,7 @@ class PolicyInputs:
     constraints: ConstraintReport
     conflict_score: float
     conflict_detected: bool
-    clarification_need: float
-    need_level: int
+    verdict: Verdict  # the judge's reading of this pass: p(harmful), p(clarify), the least-cost response
     norms: NormJudgement
     relevant_norms: Sequence[NormEvidence]
     known_context: Mapping[str, str]
@@ -152,6 +151,19 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
         report = report.without_action(ConstraintAction.REQUIRE_CLARIFICATION)
     choice = choose_lexicographic(_candidates(report, inputs.value_probs)).name
     budget_left = inputs.questions_asked < inputs.budget and not inputs.answer_now
+    # A borderline match that demands a question, when none may be asked: the judge has not found the
+    # request harmful (it would have refused), so it is answered with the safeguards the match calls
+    # for. Only a firm match that demands a question refuses when it cannot ask.
+    unaskable_borderline = (
+        choice == "clarify"
+        and not budget_left
+        and all(m.tentative for m in report.matches if m.action == ConstraintAction.REQUIRE_CLARIFICATION)
+    )
+    near_miss = ""
+    if unaskable_borderline:
+        near_miss = min((m for m in report.matches if m.tentative), key=lambda m: m.tier).id
+        report = report.without_action(ConstraintAction.REQUIRE_CLARIFICATION)
+        choice = choose_lexicographic(_candidates(report, inputs.value_probs)).name
     if choice == "refuse" or (choice == "clarify" and not budget_left):
         top = min(report.matches, key=lambda m: m.tier)
         if top.id in held:
@@ -159,14 +171,18 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
                 f"The tier-{top.tier} constraint '{top.id}' asked for your situation, and with what you told me "
                 "the norms that apply lean to declining."
             )
-        elif choice == "refuse":
-            source = "Your answer matches" if top.by_answer else "It matches"
-            reason = f"{source} the tier-{top.tier} constraint '{top.id}', which no benefit may override."
-        else:
-            # Only a question could have ruled the borderline match out, and none may be asked now.
+        elif choice == "refuse" and top.by_classifier:
             reason = (
-                f"It may fall under the tier-{top.tier} constraint '{top.id}', and without a question "
-                "to rule that out, no benefit may override it."
+                f"It asks for something no context makes acceptable (harm probability {inputs.verdict.p_harmful:.2f}); "
+                f"closest constraint: tier-{top.tier} '{top.id}', which no benefit may override."
+            )
+        elif choice == "refuse":
+            reason = f"It matches the tier-{top.tier} constraint '{top.id}', which no benefit may override."
+        else:
+            # A firm match demands a question about the situation, and none may be asked now.
+            reason = (
+                f"It falls under the tier-{top.tier} constraint '{top.id}', which needs to know your situation "
+                "first, and no question may be asked now."
             )
         return PolicyOutcome(
             decision=Decision.REFUSE,
@@ -183,6 +199,18 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     required = choice == "clarify"
     assumptions = _assumptions(inputs.relevant_norms, inputs.known_context)
 
+    verdict = inputs.verdict
+    if budget_left and verdict.question_for == "harm" and "purpose" not in inputs.asked_about:
+        # The judge is unsure whether this is harmful: a refusal and an answer would both cost more
+        # than asking what it is for (agent/judge.py DECISION_COSTS).
+        return PolicyOutcome(
+            decision=Decision.CLARIFY,
+            reason=f"It could be harmful (harm probability {verdict.p_harmful:.2f}), so I ask what it is for first.",
+            style=ResponseStyle.CAVEATED,
+            ask_about="purpose",
+            question_values=values,
+            constraint_choice=choice,
+        )
     if budget_left and required:
         # A constraint demands a question: ask what most changes the response, else the purpose.
         fallback = next((s for s in REQUIRED_QUESTION_ORDER if s not in inputs.asked_about), None)
@@ -206,15 +234,13 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
             question_values=values,
             constraint_choice=choice,
         )
-    ambiguous = (
-        inputs.clarification_need >= thresholds.clarification_need and inputs.need_level >= thresholds.intent_level
-    )
+    ambiguous = verdict.question_for == "ambiguity"
     # A tentative hard-constraint match demands a question; with no better one, ask what is meant
     # (before, the demand fell through to a plain answer).
     if budget_left and (ambiguous or required) and INTENT not in inputs.asked_about:
         return PolicyOutcome(
             decision=Decision.CLARIFY,
-            reason=f"The request can be read several ways (clarification need {inputs.clarification_need:.2f}).",
+            reason=f"The request leaves out something the answer depends on (clarification need {verdict.p_clarify:.2f}).",
             style=ResponseStyle.DIRECT,
             ask_about=INTENT,
             question_values=values,
@@ -232,6 +258,12 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
         # Overton: a general question on which communities differ gets the spread of their views.
         style = ResponseStyle.PLURALISTIC
         reason = "Communities see this differently, so I lay out their perspectives rather than pick one."
+    elif near_miss:
+        style = ResponseStyle.CAVEATED
+        reason = (
+            f"It comes close to the constraint '{near_miss}', and as I may not ask about your situation, "
+            "I answer with the safeguards it calls for."
+        )
     elif answered_concern:
         style = ResponseStyle.CAVEATED
         reason = "Your answer settles the concern I asked about, so I answer, keeping the safeguards it calls for."

@@ -25,11 +25,12 @@ class Context:
     mode: Mode = Mode.OVERTON
     steer_community: str | None = None  # with mode=steerable: whose norms to follow
     clarification_budget: int = 2  # questions per request
-    clarification_threshold: float = 0.5
-    question_value_threshold: float = 0.3  # chosen on dev decisions by graphs.tune_policy
-    disagreement_threshold: float = 0.6  # chosen on dev decisions by graphs.tune_policy
-    conflict_threshold: float | None = None  # None: the threshold stored with the conflict model
-    relevance_floor: float = 0.4  # cosine similarity a norm needs to speak to a message
+    # Thresholds default to agent/data/policy.json, where the command that chose each one wrote it with
+    # its data and rule (agent/policy_config.py). Set one only to override it.
+    question_value_threshold: float = field(default_factory=lambda: _policy_value("question_value"))
+    disagreement_threshold: float = field(default_factory=lambda: _policy_value("disagreement"))
+    conflict_threshold: float | None = None  # None: the judge's conflict head at p >= 0.5
+    relevance_floor: float = field(default_factory=lambda: _policy_value("relevance_floor"))
     norms_k: int = 12
     value_model: str = "trained"  # or "zero-shot"
     max_message_chars: int = 8000
@@ -37,6 +38,9 @@ class Context:
     # The 135M embedded model retells norm texts ("The assistant states its opinion...") as stories;
     # benchmarks/wording.py measures it. AUTO gives it the compact prompt, other endpoints the full one.
     answer_prompt: AnswerPrompt = AnswerPrompt.AUTO
+    # The judge (agent.judge.Judge) that reads each analysis pass; None: the shipped one, loaded once per
+    # process. Embedding apps and tests hand in their own.
+    judge: Any = None
     home: str | None = None  # data home; None: $EDGE_ALIGN_HOME or ~/.local/share/edge-align
     user_context: dict[str, str] = field(default_factory=dict)  # facts the user set in the UI
 
@@ -52,7 +56,6 @@ class Context:
             values["communities"] = tuple(c.strip() for c in environ["EDGE_ALIGN_COMMUNITIES"].split(",") if c.strip())
         numeric = {
             "EDGE_ALIGN_CLARIFICATION_BUDGET": ("clarification_budget", int),
-            "EDGE_ALIGN_CLARIFICATION_THRESHOLD": ("clarification_threshold", float),
             "EDGE_ALIGN_CONFLICT_THRESHOLD": ("conflict_threshold", float),
             "EDGE_ALIGN_MAX_MESSAGE_CHARS": ("max_message_chars", int),
         }
@@ -85,7 +88,6 @@ class Context:
         if context.max_message_chars < 1:
             raise ConfigError("max_message_chars must be positive")
         for name in (
-            "clarification_threshold",
             "question_value_threshold",
             "disagreement_threshold",
             "relevance_floor",
@@ -105,13 +107,19 @@ class Context:
             "mode": str(self.mode),
             "steer_community": self.steer_community,
             "clarification_budget": self.clarification_budget,
-            "clarification_threshold": self.clarification_threshold,
             "question_value_threshold": self.question_value_threshold,
             "disagreement_threshold": self.disagreement_threshold,
             "conflict_threshold": self.conflict_threshold,
             "relevance_floor": self.relevance_floor,
             "value_model": self.value_model,
         }
+
+
+def _policy_value(name: str) -> float:
+    from agent.policy_config import shipped_policy
+
+    value: float = getattr(shipped_policy(), name).value
+    return value
 
 
 def _to_enum(values: dict[str, Any], name: str, default: StrEnum) -> None:

@@ -18,10 +18,11 @@ from langgraph.config import get_config
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
-from agent.conflict import extract_options
+from agent.conflict import extract_options, option_text
 from agent.constraints import ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
-from agent.encoder import EMBEDDING_DIM
+from agent.encoder import PrecomputedEncoder
+from agent.judge import verdict_from_dict
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms, relevant
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
@@ -75,7 +76,6 @@ def begin_turn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return {
         "request": request,
         "clarifications": [],
-        "answer_embeddings": [],
         "answer_now": False,
         "known_context": stated,
         "pending_question": None,
@@ -94,36 +94,60 @@ def _analysis_text(state: State) -> str:
 
 
 def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Embed the message once, score the 20 values, and test the candidate actions for dominance."""
+    """The analysis pass: embed every text it needs in ONE batch, then the judge, the values and conflict.
+
+    The texts: the request with this turn's answers (one text: an answer is context about the
+    request, not a new request), the request's clauses (a wrapper dilutes the whole message, not the
+    ask inside it) and the options the user names ("should I A or B?").
+    """
     started = time.perf_counter()
-    res = get_resources(runtime.context.home)
+    ctx = runtime.context
+    res = get_resources(ctx.home)
+    judge = ctx.judge or res.judge
     text = _analysis_text(state)
-    embedding = res.encoder.encode([text])[0]
-    scorer = res.value_scorers[runtime.context.value_model]
+    request = state["request"]
+    clauses = request_clauses(request)
+    options = extract_options(request)
+    option_texts = [option_text(request, o) for o in options] if len(options) >= 2 else []
+    vectors = res.encoder.encode([text, *clauses, *option_texts])
+    embedding = vectors[0]
+    clause_vectors = vectors[1 : 1 + len(clauses)]
+    verdict = judge.verdict(embedding, clause_vectors if clauses else None)
+    scorer = res.value_scorers[ctx.value_model]
     probs = scorer.predict_proba(embedding[None, :])[0]
     conflict = res.conflict.assess(
-        state["request"], embedding, probs, options=extract_options(state["request"]) or None, encoder=res.encoder
+        request,
+        embedding,
+        probs,
+        options=options or None,
+        encoder=PrecomputedEncoder(option_texts, vectors[1 + len(clauses) :]),
     )
     conflict_dict = conflict.to_dict()
-    if runtime.context.conflict_threshold is not None:
-        conflict_dict["detected"] = conflict.score >= runtime.context.conflict_threshold
-    need = res.clarification.probability(text, embedding)
+    # Whether values conflict is the judge's trained head (MoralChoice, ConflictScope, DailyDilemmas);
+    # the conflict model says which values pull apart.
+    conflict_dict["model_detected"] = conflict_dict["detected"]
+    conflict_dict["probability"] = round(verdict.p_conflict, 4)
+    threshold = 0.5 if ctx.conflict_threshold is None else ctx.conflict_threshold
+    conflict_dict["detected"] = verdict.p_conflict >= threshold
     clarification = {
-        "probability": round(float(need), 4),
+        "probability": round(verdict.p_clarify, 4),
         "need_level": int(res.clarification.need_level(text, embedding)),
         "signals": res.clarification.signals(text),
     }
     return {
         "analysis_text": text,
         "embedding": _state_vector(embedding),
+        "clause_embeddings": [_state_vector(v) for v in clause_vectors],
+        "judge": verdict.to_dict(),
         "values": {name: round(float(p), 4) for name, p in zip(VALUE_NAMES, probs, strict=True)},
         "active_values": active_values(probs, scorer),
         "conflict": conflict_dict,
         "clarification": clarification,
         "uncertainty": {
-            "clarification_need": round(float(need), 4),
-            "intent": round(float(need), 4),
-            "value_conflict": round(float(conflict.score), 4),
+            "harmful": round(verdict.p_harmful, 4),
+            "clarification_need": round(verdict.p_clarify, 4),
+            "intent": round(verdict.p_clarify, 4),
+            "value_conflict": round(verdict.p_conflict, 4),
         },
         "timings_ms": _timed(state, "detect_conflict", started),
     }
@@ -152,19 +176,14 @@ def retrieve_norms(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
 
 def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Semantic match of the request against every tier of hard constraints."""
+    """Every tier of hard constraints: refusals are the judge's call, exemplars name the constraint."""
     started = time.perf_counter()
     res = get_resources(runtime.context.home)
     embedding = np.asarray(state["embedding"], dtype=np.float32)
-    clauses = request_clauses(state["request"])
-    # Only a borderline match of the message alone pays for embedding the clauses: they may confirm
-    # it, never start one.
-    borderline = bool(clauses) and any(match.tentative for match in res.constraints.check(embedding).matches)
-    clause_embeddings = res.encoder.encode(clauses) if borderline else None
-    # Answers are user text too, checked on their own (embedded once, when they arrive).
-    answered = state.get("answer_embeddings", [])
-    answer_embeddings = np.asarray(answered, dtype=np.float32) if answered else None
-    report = res.constraints.check(embedding, clause_embeddings, answer_embeddings)
+    clauses = state.get("clause_embeddings") or []
+    clause_embeddings = np.asarray(clauses, dtype=np.float32) if clauses else None
+    evidence = res.constraints.check(embedding, clause_embeddings)
+    report = res.constraints.governed_by(evidence, harmful=state["judge"]["decision"] == "refuse")
     return {"constraints": report.to_dict(), "timings_ms": _timed(state, "check_constraints", started)}
 
 
@@ -189,9 +208,22 @@ def _bank_question(state: State, home: str | None) -> dict[str, Any] | None:
     return {"question": text, "options": options, "about": INTENT}
 
 
+def _task_question(state: State, home: str | None) -> dict[str, Any] | None:
+    """What the closest vague IN3 task was missing, asked with its answer options."""
+    bank = get_resources(home).task_questions
+    if bank is None:
+        return None
+    found = bank.nearest(np.asarray(state["embedding"], dtype=np.float32))
+    if found is None:
+        return None
+    return {"question": found.question, "options": list(found.options), "about": INTENT}
+
+
 def _question(state: State, about: str, home: str | None = None) -> dict[str, Any]:
     if about == INTENT:
-        from_bank = _bank_question(state, home)
+        # IN3's questions name a missing detail and come with options; ClariQ's were written for web
+        # search topics. The first that fits wins.
+        from_bank = _task_question(state, home) or _bank_question(state, home)
         if from_bank:
             return from_bank
     templates = load_prompt_data("clarify_questions.yaml")
@@ -216,8 +248,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             constraints=report,
             conflict_score=float(state["conflict"]["score"]),
             conflict_detected=bool(state["conflict"]["detected"]),
-            clarification_need=float(state["uncertainty"]["clarification_need"]),
-            need_level=int(state["clarification"]["need_level"]),
+            verdict=verdict_from_dict(state["judge"]),
             norms=judgement,
             relevant_norms=relevant(norms, ctx.relevance_floor),
             known_context=context,
@@ -230,7 +261,6 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             value_probs=np.array([state["values"][v] for v in VALUE_NAMES]),
         ),
         PolicyThresholds(
-            clarification_need=ctx.clarification_threshold,
             question_value=ctx.question_value_threshold,
             disagreement=ctx.disagreement_threshold,
         ),
@@ -254,12 +284,6 @@ def _state_vector(embedding: np.ndarray) -> list[float]:
     return vector
 
 
-def _embedding_of(answer: str, home: str | None) -> list[float]:
-    if not answer:
-        return [0.0] * EMBEDDING_DIM  # an empty answer scores zero against every constraint
-    return _state_vector(get_resources(home).encoder.encode([answer])[0])
-
-
 def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     """Pause the thread on the question; on resume, store the answer as context and re-analyse.
 
@@ -279,7 +303,6 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     update: dict[str, Any] = {
         "messages": [HumanMessage(answer)],
         "clarifications": [*state.get("clarifications", []), record],
-        "answer_embeddings": [*state.get("answer_embeddings", []), _embedding_of(answer, runtime.context.home)],
         "asked_about": [about],
         "answer_now": wants_answer_now(answer),
         "pending_question": None,

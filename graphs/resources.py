@@ -16,7 +16,9 @@ from agent.conflict import ConflictModel, load_conflict_model
 from agent.constraints import ConstraintBook
 from agent.domains import DomainDetector
 from agent.encoder import Encoder, load_encoder
+from agent.judge import Judge
 from agent.question_bank import QuestionBank, QuestionBankMissingError
+from agent.task_questions import TaskQuestionBank, TaskQuestionsMissingError
 from agent.value_model import ValueScorer, load_value_scorer
 from memory.norm_pack import load_packs, shipped_packs_dir
 from memory.norm_store import NormStore, open_norm_store
@@ -38,6 +40,8 @@ class Resources:
     pack_versions: dict[str, str]
     home: Path
     question_bank: QuestionBank | None  # ClariQ's bank when the data directory has it
+    judge: Judge
+    task_questions: TaskQuestionBank | None  # IN3's vague tasks and their questions, when the data has them
 
 
 def _progress(message: str) -> None:
@@ -62,6 +66,15 @@ def index_norms(store: NormStore, home: Path, *, show_progress: bool = True) -> 
             _progress(f"indexing norms {done}/{total}")
 
     return store.index_packs(packs, progress=report)
+
+
+def _task_questions(encoder: Encoder) -> TaskQuestionBank | None:
+    """IN3 is read from the data directory: without it, intent questions come from ClariQ's bank or a template."""
+    try:
+        return TaskQuestionBank.load(encoder)
+    except TaskQuestionsMissingError:
+        _progress("IN3 tasks not found: questions about vague tasks will use the generic template")
+        return None
 
 
 def _question_bank(encoder: Encoder) -> QuestionBank | None:
@@ -93,6 +106,8 @@ def _load(home: Path) -> Resources:
         pack_versions={**report.unchanged, **report.added},
         home=home,
         question_bank=_question_bank(encoder),
+        judge=Judge.load(),
+        task_questions=_task_questions(encoder),
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")
     return resources

@@ -57,6 +57,7 @@ class TurnResult:
     uncertainty: dict[str, float] = field(default_factory=dict)
     clarification: dict[str, Any] = field(default_factory=dict)
     constraints: dict[str, Any] = field(default_factory=dict)
+    judge: dict[str, Any] = field(default_factory=dict)  # the judge's verdict: p_harmful, p_clarify, decision
     timings_ms: dict[str, float] = field(default_factory=dict)
     policy: dict[str, Any] = field(default_factory=dict)
     domain: dict[str, Any] = field(default_factory=dict)
@@ -86,6 +87,7 @@ class TurnResult:
             norms=norms,
             uncertainty=values.get("uncertainty", {}),
             constraints=values.get("constraints", {}),
+            judge=values.get("judge", {}),
             timings_ms=values.get("timings_ms", {}),
             policy=values.get("policy", {}),
             domain=values.get("domain", {}),
@@ -107,6 +109,7 @@ class TurnResult:
             "norms": self.norms,
             "uncertainty": self.uncertainty,
             "constraints": self.constraints,
+            "judge": self.judge,
             "timings_ms": self.timings_ms,
             "policy": self.policy,
             "known_context": self.known_context,

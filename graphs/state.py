@@ -33,12 +33,13 @@ class State(InputState):
 
     request: NotRequired[str]
     clarifications: NotRequired[list[Clarification]]
-    answer_embeddings: NotRequired[list[list[float]]]  # of this request's answers, in order
     known_context: NotRequired[Annotated[dict[str, str], merge_dicts]]  # survives across requests
     asked_about: NotRequired[Annotated[list[str], operator.add]]  # slots ever asked in this thread
     answer_now: NotRequired[bool]
     analysis_text: NotRequired[str]
-    embedding: NotRequired[list[float]]
+    embedding: NotRequired[list[float]]  # of the request read with this turn's answers
+    clause_embeddings: NotRequired[list[list[float]]]  # of the request's clauses (none for one clause)
+    judge: NotRequired[dict[str, Any]]  # the judge's verdict on this pass (agent.judge.Verdict)
     values: NotRequired[dict[str, float]]
     active_values: NotRequired[list[str]]
     conflict: NotRequired[dict[str, Any]]

