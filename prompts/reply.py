@@ -62,6 +62,9 @@ _STOP = frozenset(
 )
 # Share of a safeguard's content words the wording must contain to count as having said it.
 _COVERED = 0.6
+# The task asks for two or three suggestions; a small model that loops ("I've been doing this job
+# long enough ...", three times over) is cut there.
+MAX_WORDED_SENTENCES = 3
 
 
 def _words() -> dict[str, Any]:
@@ -189,19 +192,22 @@ def _normal(text: str) -> str:
 
 
 def clean_wording(text: str, echoes: Sequence[str] = ()) -> str:
-    """The model's wording without sentences about "the user" or "the assistant", and without
-    lines copied from its prompt's data (a small model repeats the situation it was shown)."""
+    """The model's wording without sentences about "the user" or "the assistant", without lines
+    copied from its prompt's data (a small model repeats the situation it was shown) or repeated,
+    and at most ``MAX_WORDED_SENTENCES`` sentences."""
     copied = [_normal(e) for e in echoes if e.strip()]
-    kept = []
+    kept: list[str] = []
+    seen: set[str] = set()
     for line in text.strip().splitlines():
         for sentence in _SENTENCE.split(line.strip()):
             plain = _normal(sentence)
-            if not plain or _ROLE_TALK.search(sentence):
+            if not plain or plain in seen or _ROLE_TALK.search(sentence):
                 continue
+            seen.add(plain)
             if len(plain) >= 12 and any(plain in data for data in copied):
                 continue
             kept.append(sentence.strip())
-    return " ".join(kept).strip()
+    return " ".join(kept[:MAX_WORDED_SENTENCES]).strip()
 
 
 def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = ()) -> str:

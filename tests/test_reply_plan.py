@@ -152,6 +152,13 @@ def test_what_the_wording_did_say_is_not_repeated_and_echoes_are_dropped() -> No
     assert "\nthere is a concrete sign of danger" not in reply
 
 
+def test_a_looping_wording_is_cut_to_a_few_distinct_sentences() -> None:
+    loop = "I have done this job for years. Some people might not agree with you. "
+    reply = compose(diary_plan(), "Talk with her tonight. " + loop * 3)
+    worded = reply.split("\n\n")[0].removeprefix(direct_answer(diary_plan())).strip()
+    assert worded == "Talk with her tonight. I have done this job for years. Some people might not agree with you."
+
+
 def test_the_prompt_keeps_norm_texts_in_data_blocks_and_speaks_to_the_person() -> None:
     plan = diary_plan()
     _, full = answer_prompt(plan, DIARY, diary_norms(), compact=False)
