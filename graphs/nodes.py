@@ -337,9 +337,12 @@ def _conversation(state: State) -> str:
     )
 
 
-def build_answer_prompt(state: State, ctx: Context, *, compact: bool = False) -> list[BaseMessage]:
+def build_answer_prompt(
+    state: State, ctx: Context, *, compact: bool = False, plan: ReplyPlan | None = None
+) -> list[BaseMessage]:
     """The model's prompt for this answer (assembled by prompts.reply from the reply plan)."""
-    system, user = answer_prompt(reply_plan(state, ctx), _conversation(state), state.get("norms", []), compact=compact)
+    plan = plan or reply_plan(state, ctx)
+    system, user = answer_prompt(plan, _conversation(state), state.get("norms", []), compact=compact)
     return [SystemMessage(system), HumanMessage(user)]
 
 
@@ -375,19 +378,20 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     started = time.perf_counter()
     ctx = runtime.context
     plan = reply_plan(state, ctx)
-    text = ""
+    text = notice = ""
     error: str | None = None
     if ctx.generate_text:
         try:
             settings = llm_settings(ctx)
             injected = get_config().get("configurable", {}).get("chat_model")
             model = injected or make_chat_model(resolve_settings(settings))
-            prompt = build_answer_prompt(state, ctx, compact=uses_compact_prompt(ctx, settings, injected is not None))
+            compact = uses_compact_prompt(ctx, settings, injected is not None)
+            prompt = build_answer_prompt(state, ctx, compact=compact, plan=plan)
             text = whole_sentences(strip_echoed_markup(generate(model, prompt)))
         except LLMUnavailableError as failure:
             error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
-            text = message("llm_failed", problem=failure.user_message)
-    reply = compose(plan, text, echoes=_conversation(state).splitlines())
+            notice = message("llm_failed", problem=failure.user_message)
+    reply = compose(plan, text, echoes=_conversation(state).splitlines(), notice=notice)
     return {
         "reply": reply,
         "reply_plan": plan.to_dict() | {"shown_reason": reason_text(plan)},

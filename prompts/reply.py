@@ -210,12 +210,15 @@ def clean_wording(text: str, echoes: Sequence[str] = ()) -> str:
     return " ".join(kept[:MAX_WORDED_SENTENCES]).strip()
 
 
-def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = ()) -> str:
-    """The reply: the direct answer, the model's wording, then what the wording left out."""
+def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: str = "") -> str:
+    """The reply: the direct answer, the model's wording, then what the wording left out.
+
+    ``notice`` (the model could not be reached) stands in for the wording, unedited.
+    """
     words = _words()
     answer = direct_answer(plan)
     wording = clean_wording(wording, [*echoes, *(fact_text(f) for f in plan.known), answer])
-    opening = " ".join(part for part in (answer, wording) if part)
+    opening = " ".join(part for part in (answer, notice or wording) if part)
     missing = [s for s in plan.safeguards if not said(s, wording)]
     safeguards = "\n".join([words["safeguards_header"], *(f"- {s}" for s in missing)]) if missing else ""
     return "\n\n".join(p for p in (opening, safeguards, perspectives_text(plan), situation_text(plan)) if p)

@@ -9,17 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.llm import generate
+from agent.llm import EmbeddedLlamaServer, generate
 from agent.norms import NormEvidence
 from agent.reply_plan import Fact, PerspectiveRule, ShownReason, Verdict, build_plan, perspectives
 from graphs import Context
-from graphs.runner import EdgeAlign
-from prompts.reply import answer_prompt, compose, direct_answer, reason_text
+from graphs.runner import EdgeAlign, TurnResult
+from prompts.reply import answer_prompt, compose, direct_answer, reason_text, said
 from tests.fake_llm import ScriptedChatModel
 from ui.trace_view import trace_record
+
+pytest_plugins = ["tests.support.llm_server"]
 
 DIARY = "Should I read my 15-year-old daughter's diary to check she's safe?"
 DIARY_SAYS = "A parent reading their teenager's private diary because of a concrete worry about their safety"
@@ -159,6 +162,13 @@ def test_a_looping_wording_is_cut_to_a_few_distinct_sentences() -> None:
     assert worded == "Talk with her tonight. I have done this job for years. Some people might not agree with you."
 
 
+def test_a_failure_notice_is_shown_as_it_is_with_the_plan() -> None:
+    notice = "I could not write a full answer just now (the model at x. timed out). Please try again."
+    reply = compose(diary_plan(), "", notice=notice)
+    assert reply.startswith(direct_answer(diary_plan()) + " " + notice)
+    assert "How different communities see this:" in reply and "To keep in mind:" in reply
+
+
 def test_the_prompt_keeps_norm_texts_in_data_blocks_and_speaks_to_the_person() -> None:
     plan = diary_plan()
     _, full = answer_prompt(plan, DIARY, diary_norms(), compact=False)
@@ -215,3 +225,34 @@ def test_the_diary_conversation_on_the_real_graph_shows_the_plan_whatever_the_mo
     shown = trace_record(final)["reason"]
     assert shown and "no fact about you" not in shown
     assert all(n["says"] and not n["says"].startswith("The assistant") for n in final.norms)
+
+
+# --------------------------------------------------- the real graph and the embedded model
+
+
+@pytest.mark.slow
+def test_the_diary_conversation_with_the_embedded_model_reads_as_advice_to_the_parent(
+    embedded_llm: EmbeddedLlamaServer,
+) -> None:
+    """Ask, answer the question, read the reply: SmolLM2 words it, the plan's parts are all there."""
+    agent = EdgeAlign(Context(), checkpointer=InMemorySaver(), record=False)  # the default: embedded model
+    first = agent.ask(DIARY, thread_id="diary-e2e")
+    assert first.decision == "clarify"
+    final = agent.ask("Yes, a concrete sign", thread_id="diary-e2e")
+    while final.decision == "clarify" and final.question:
+        final = agent.ask(final.question["options"][0], thread_id="diary-e2e")
+    assert final.decision == "answer" and final.llm_error is None, final.policy
+    opening = final.reply.split("\n\n")[0]
+    assert opening.startswith("Since there is a concrete sign of danger, ")
+    assert len(opening) > len(direct_answer_of(final))  # the model added its wording after the answer
+    lowered = final.reply.lower()
+    assert "assistant" not in lowered and "the user" not in lowered
+    safeguard = final.reply_plan["safeguards"][0]
+    assert safeguard in final.reply or said(safeguard, opening)
+    assert f"How different communities see this:\n- {DIARY_SAYS}: " in final.reply
+    assert "What I went by: you are the parent" in final.reply
+    assert "no fact about you" not in trace_record(final)["reason"]
+
+
+def direct_answer_of(result: TurnResult) -> str:
+    return result.reply.split(": ", 1)[0]
