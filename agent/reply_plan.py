@@ -234,19 +234,26 @@ def build_plan(
     # The verdict reads the closest situation across every applicable community, or only the
     # followed one in steerable mode.
     leading = shown[0] if shown else None
-    verdict = verdict_for(leading, is_personal(request))
+    personal = is_personal(request)
+    verdict = verdict_for(leading, personal)
     answered_slots = {str(c.get("about")) for c in clarifications}
     known = _facts(known_context)
     told = [f for f in known if f.slot in answered_slots]
-    unknown = sorted(
-        {
-            slot
-            for norm, applicable in zip(evidence, applies, strict=True)
-            if applicable
-            for slot in norm.applies_when
-            if known_context.get(slot) in (None, UNKNOWN)
-        }
-    )[:3]
+    # A general question ("Is euthanasia acceptable?") is about nobody's situation: what we do not
+    # know about "the person involved" is only worth saying when there is one.
+    unknown = (
+        sorted(
+            {
+                slot
+                for norm, applicable in zip(evidence, applies, strict=True)
+                if applicable
+                for slot in norm.applies_when
+                if known_context.get(slot) in (None, UNKNOWN)
+            }
+        )[:3]
+        if personal or clarifications
+        else []
+    )
     reason = str(policy.get("reason", ""))
     return ReplyPlan(
         request=request,

@@ -20,6 +20,9 @@ from prompts import data_block, load_prompt, load_prompt_data, message, render
 # ...", "As an AI assistant ..."): the embedded 135M model writes them from its training, and they
 # read as if the reply were about someone else. They are dropped from the model's wording.
 _ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?model|ai assistant)\b", re.IGNORECASE)
+# An answer that lays out the perspectives takes no side: the model's own verdict ("In my opinion,
+# euthanasia is justifiable") would contradict the plan it was given.
+_OWN_OPINION = re.compile(r"\b(in my (own )?(opinion|view)|i (personally )?(think|believe|feel) (that )?)", re.I)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z']+")
 _STOP = frozenset(
@@ -191,10 +194,11 @@ def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
-def clean_wording(text: str, echoes: Sequence[str] = ()) -> str:
+def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool = False) -> str:
     """The model's wording without sentences about "the user" or "the assistant", without lines
     copied from its prompt's data (a small model repeats the situation it was shown) or repeated,
-    and at most ``MAX_WORDED_SENTENCES`` sentences."""
+    and at most ``MAX_WORDED_SENTENCES`` sentences. ``take_no_side`` also drops the model's own
+    opinions (a pluralistic answer)."""
     copied = [_normal(e) for e in echoes if e.strip()]
     kept: list[str] = []
     seen: set[str] = set()
@@ -202,6 +206,8 @@ def clean_wording(text: str, echoes: Sequence[str] = ()) -> str:
         for sentence in _SENTENCE.split(line.strip()):
             plain = _normal(sentence)
             if not plain or plain in seen or _ROLE_TALK.search(sentence):
+                continue
+            if take_no_side and _OWN_OPINION.search(sentence):
                 continue
             seen.add(plain)
             if len(plain) >= 12 and any(plain in data for data in copied):
@@ -217,7 +223,9 @@ def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: s
     """
     words = _words()
     answer = direct_answer(plan)
-    wording = clean_wording(wording, [*echoes, *(fact_text(f) for f in plan.known), answer])
+    wording = clean_wording(
+        wording, [*echoes, *(fact_text(f) for f in plan.known), answer], take_no_side=plan.style == "pluralistic"
+    )
     opening = " ".join(part for part in (answer, notice or wording) if part)
     missing = [s for s in plan.safeguards if not said(s, wording)]
     safeguards = "\n".join([words["safeguards_header"], *(f"- {s}" for s in missing)]) if missing else ""

@@ -103,10 +103,13 @@ def test_once_the_user_answered_the_reason_never_says_no_fact_would_settle_it() 
     assert reason_text(unanswered) == IRREDUCIBLE["reason"]  # true before any answer: the policy's own
 
 
-def test_a_general_question_gets_no_verdict_and_no_told_facts() -> None:
+def test_a_general_question_gets_no_verdict_no_assumptions_and_no_side_taken() -> None:
     plan = diary_plan(request="Is it okay for parents to read their teenager's diary?", clarifications=[])
     assert plan.verdict == Verdict.OPEN and direct_answer(plan) == ""
     assert plan.perspectives  # a pluralistic answer still shows the communities side by side
+    assert plan.unknown == []  # nobody's situation to have assumptions about
+    reply = compose(plan, "In my opinion, parents should read it. Trust matters to teenagers.")
+    assert reply.startswith("Trust matters to teenagers.\n\n") and "opinion" not in reply
 
 
 def test_an_unrelated_norm_is_not_shown_as_a_perspective() -> None:
