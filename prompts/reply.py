@@ -22,7 +22,9 @@ from prompts import data_block, load_prompt, load_prompt_data, message, render
 _ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?model|ai assistant)\b", re.IGNORECASE)
 # An answer that lays out the perspectives takes no side: the model's own verdict ("In my opinion,
 # euthanasia is justifiable") would contradict the plan it was given.
-_OWN_OPINION = re.compile(r"\b(in my (own )?(opinion|view)|i (personally )?(think|believe|feel) (that )?)", re.I)
+_OWN_OPINION = re.compile(
+    r"\b(in my (own )?(opinion|view)|i (personally )?(think|believe|feel)|i would (argue|say)|i'd (argue|say))\b", re.I
+)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z']+")
 _STOP = frozenset(
