@@ -20,7 +20,7 @@ from graphs import Context
 from graphs.runner import EdgeAlign, TurnResult
 from prompts.reply import answer_prompt, compose, direct_answer, reason_text, said
 from tests.fake_llm import ScriptedChatModel
-from ui.trace_view import trace_record
+from ui.trace_view import trace_details_html, trace_record
 
 pytest_plugins = ["tests.support.llm_server"]
 
@@ -203,6 +203,12 @@ def test_voted_statements_show_their_votes() -> None:
     reply = compose(plan, "")
     assert "The AI should not pretend to be human: ccai-polis: 75% of 80 people who voted agree" in reply
     assert "(the opinion groups split on it)" in reply
+
+
+def test_the_trace_shows_the_plain_phrasing_with_the_behaviour_wording_on_hover() -> None:
+    html = trace_details_html({"norms": [norm("parents", "teen-diary-safety", "okay", DIARY_SAYS, 0.646)]})
+    assert f">{DIARY_SAYS}</td>".replace("'", "&#x27;") in html
+    assert 'title="The assistant teen-diary-safety."' in html
 
 
 # ------------------------------------------------------------------------- the real graph
