@@ -18,7 +18,12 @@ _PATTERNS: list[tuple[ContextSlot, str, re.Pattern[str]]] = [
     (
         ContextSlot.ROLE,
         "parent",
-        re.compile(r"\bmy (little |teenage |young )?(daughter|son|child|kid|teen|teenager|children|kids)\b", re.I),
+        # "my 15-year-old daughter" names a parent as plainly as "my teenage daughter" does.
+        re.compile(
+            r"\bmy (little |teenage |young |\d{1,2}[- ]?(?:year|yr)s?[- ]?old )?"
+            r"(daughter|son|child|kid|teen|teenager|children|kids)\b",
+            re.I,
+        ),
     ),
     (
         ContextSlot.ROLE,

@@ -56,6 +56,14 @@ class NormEvidence:
     similarity: float
     support: Mapping[str, Any] | None = None
     contested: bool = False
+    says: str = ""  # the pack's phrasing in a person's words; empty in indexes written before it existed
+    community_name: str = ""  # the pack's name for its community ("Parents and caregivers")
+    safeguard: str = ""  # what to keep in mind when acting in the situation, in the person's words
+
+    @property
+    def plain(self) -> str:
+        """What users are shown: the plain phrasing, or the behaviour wording when there is none."""
+        return self.says or self.text
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> NormEvidence:
@@ -72,6 +80,9 @@ class NormEvidence:
             similarity=float(data["similarity"]),
             support=data.get("support"),
             contested=bool(data.get("contested", False)),
+            says=str(data.get("says") or ""),
+            community_name=str(data.get("community_name") or ""),
+            safeguard=str(data.get("safeguard") or ""),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from string import Template
 from typing import Any
 
 import numpy as np
@@ -25,16 +24,18 @@ from agent.encoder import PrecomputedEncoder
 from agent.judge import verdict_from_dict
 from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms, relevant
-from agent.policy import INTENT, PolicyInputs, PolicyThresholds, ResponseStyle, decide
+from agent.policy import INTENT, PolicyInputs, PolicyThresholds, decide
 from agent.question_bank import bm25_tokens
+from agent.reply_plan import ReplyPlan, build_plan, plain_similarities
 from agent.value_model import active_values
 from agent.values import VALUE_NAMES
-from agent.vocabulary import AnswerPrompt, Decision
+from agent.vocabulary import AnswerPrompt, Decision, Mode
 from graphs.context import Context
 from graphs.resources import get_resources
 from graphs.state import Clarification, State
 from memory.profiles import load_user_context, remember_user_context
-from prompts import data_block, load_prompt, load_prompt_data, message, render, strip_echoed_markup
+from prompts import load_prompt_data, message, strip_echoed_markup
+from prompts.reply import answer_prompt, compose, reason_text
 
 
 class InvalidMessageError(ValueError):
@@ -80,6 +81,7 @@ def begin_turn(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "known_context": stated,
         "pending_question": None,
         "reply": "",
+        "reply_plan": None,
         "llm_error": None,
         "timings_ms": {"begin_turn": round((time.perf_counter() - started) * 1000, 2)},
     }
@@ -317,68 +319,54 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
-def _perspectives(norms: list[dict[str, Any]], topics: int = 3, community: str | None = None) -> str:
-    """The closest situations the norms describe, each with every community's stance on it.
+def _safeguards(state: State) -> list[str]:
+    """The safe course of every hard constraint that firmly asked for care rather than refusal.
 
-    Parallel norms of several communities share their text, so grouping by text shows at a
-    glance where the communities part ways. With ``community`` (steerable mode), only that
-    community's stances, so the reply shows what it followed whatever the model wrote.
+    A tentative match only raised a question (the diary request brushes a tier-0 constraint on
+    sexual content involving minors at 0.35): its safe course would answer something not asked.
     """
-    stances: dict[str, list[str]] = {}
-    for norm in norms:
-        if norm.get("applies") and community in (None, norm["community"]):
-            entry = f"{norm['community']}: {norm['stance']}"
-            if entry not in stances.setdefault(norm["text"], []):
-                stances[norm["text"]].append(entry)
-    lines = [f"- {text} ({'; '.join(views)})" for text, views in list(stances.items())[:topics]]
-    if not lines:
-        return ""
-    header = message("steered_header", community=community) if community else message("perspectives_header")
-    return header + "\n" + "\n".join(lines)
+    matches = state.get("constraints", {}).get("matches", [])
+    return [
+        str(m["safe_alternative"])
+        for m in matches
+        if m.get("action") != "refuse" and not m.get("tentative") and m.get("safe_alternative")
+    ]
 
 
-def _assumption_line(policy: dict[str, Any], context: dict[str, str]) -> str:
-    known = [f"{k}: {v}" for k, v in sorted(context.items()) if v != "unknown"]
-    stated = known + list(policy.get("assumptions", []))
-    if not stated:
-        return ""
-    return message("assumptions", assumptions="; ".join(stated))
+def reply_plan(state: State, ctx: Context) -> ReplyPlan:
+    """What this answer says, from what the decision left in the state (agent.reply_plan decides)."""
+    clarifications = state.get("clarifications", [])
+    norms = state.get("norms", [])
+    phrasings = [n.get("says") or n["text"] for n in norms if n.get("applies")]
+    similarity = plain_similarities(get_resources(ctx.home).encoder, state["request"], phrasings) if phrasings else {}
+    return build_plan(
+        request=state["request"],
+        policy=state.get("policy", {}),
+        norms=norms,
+        known_context=state.get("known_context", {}),
+        clarifications=clarifications,
+        plain_similarity=similarity,
+        domains=state.get("domain", {}).get("detected", []),
+        safeguards=_safeguards(state),
+        steer_community=ctx.steer_community if ctx.mode == Mode.STEERABLE else None,
+        answer_now=state.get("answer_now", False),
+        budget_spent=bool(clarifications) and len(clarifications) >= ctx.clarification_budget,
+    )
 
 
-def build_answer_prompt(state: State, ctx: Context, *, compact: bool = False) -> list[BaseMessage]:
-    """System rules, then the request, context and norms as data blocks, then the plan.
-
-    ``compact`` leaves the norms out and uses the compact plans: for a model too small to read
-    norm texts as guidance rather than as a story to retell.
-    """
-    policy = state.get("policy", {})
-    style = policy.get("style", ResponseStyle.DIRECT)
-    plans = load_prompt_data("plans.yaml")
-    if compact:
-        plans = {**plans, **plans["compact"]}
-    plan = Template(plans.get(style, plans["direct"])).safe_substitute(community=ctx.steer_community or "")
-    norms = [n for n in state.get("norms", []) if n.get("applies")]
-    if ctx.mode.value == "steerable" and ctx.steer_community:
-        norms = [n for n in norms if n["community"] == ctx.steer_community]
-    norm_lines = "\n".join(f"[{n['community']}, {n['stance']}] {n['text']}" for n in norms[:6]) or "(none)"
-    context = state.get("known_context", {})
-    context_lines = "\n".join(f"{k}: {v}" for k, v in sorted(context.items())) or "(nothing stated)"
-    conversation = "\n".join(
+def _conversation(state: State) -> str:
+    return "\n".join(
         [state["request"]] + [f"Q: {c['question']} A: {c['answer']}" for c in state.get("clarifications", [])]
     )
-    blocks = {
-        "request_block": data_block("user request", conversation),
-        "context_block": data_block("user's situation", context_lines),
-    }
-    if not compact:
-        blocks["norms_block"] = data_block("community norms", norm_lines)
-    user = render(
-        "answer_compact.md" if compact else "answer.md",
-        **blocks,
-        plan=plan,
-        assumptions=_assumption_line(policy, context),
-    )
-    return [SystemMessage(load_prompt("system.md")), HumanMessage(user)]
+
+
+def build_answer_prompt(
+    state: State, ctx: Context, *, compact: bool = False, plan: ReplyPlan | None = None
+) -> list[BaseMessage]:
+    """The model's prompt for this answer (assembled by prompts.reply from the reply plan)."""
+    plan = plan or reply_plan(state, ctx)
+    system, user = answer_prompt(plan, _conversation(state), state.get("norms", []), compact=compact)
+    return [SystemMessage(system), HumanMessage(user)]
 
 
 def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: bool) -> bool:
@@ -405,37 +393,31 @@ def llm_settings(ctx: Context) -> LLMSettings:
 
 
 def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
-    """Word the decided answer with the LLM, then add the parts that must not depend on it.
+    """Word the planned answer with the LLM; the plan's parts are shown whatever it writes.
 
     A chat model passed as ``configurable.chat_model`` (tests, embedding apps) replaces the
     configured endpoint.
     """
     started = time.perf_counter()
     ctx = runtime.context
-    policy = state.get("policy", {})
-    extras = []
-    if policy.get("style") == ResponseStyle.PLURALISTIC:
-        extras.append(_perspectives(state.get("norms", [])))
-    elif policy.get("style") == ResponseStyle.STEERED and ctx.steer_community:
-        extras.append(_perspectives(state.get("norms", []), community=ctx.steer_community))
-    assumption = _assumption_line(policy, state.get("known_context", {}))
-    if assumption:
-        extras.append(assumption)
-    text = ""
+    plan = reply_plan(state, ctx)
+    text = notice = ""
     error: str | None = None
     if ctx.generate_text:
         try:
             settings = llm_settings(ctx)
             injected = get_config().get("configurable", {}).get("chat_model")
             model = injected or make_chat_model(resolve_settings(settings))
-            prompt = build_answer_prompt(state, ctx, compact=uses_compact_prompt(ctx, settings, injected is not None))
+            compact = uses_compact_prompt(ctx, settings, injected is not None)
+            prompt = build_answer_prompt(state, ctx, compact=compact, plan=plan)
             text = whole_sentences(strip_echoed_markup(generate(model, prompt)))
         except LLMUnavailableError as failure:
             error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
-            text = message("llm_failed", problem=failure.user_message)
-    reply = "\n\n".join(part for part in [text, *extras] if part)
+            notice = message("llm_failed", problem=failure.user_message)
+    reply = compose(plan, text, echoes=_conversation(state).splitlines(), notice=notice)
     return {
         "reply": reply,
+        "reply_plan": plan.to_dict() | {"shown_reason": reason_text(plan)},
         "llm_error": error,
         "messages": [AIMessage(reply)],
         "timings_ms": _timed(state, "respond", started),

@@ -64,6 +64,7 @@ class TurnResult:
     normative: dict[str, Any] = field(default_factory=dict)
     known_context: dict[str, str] = field(default_factory=dict)
     llm_error: str | None = None
+    reply_plan: dict[str, Any] = field(default_factory=dict)  # what an answer says; empty for questions and refusals
 
     @classmethod
     def from_state(cls, thread_id: str, values: dict[str, Any], question: dict[str, Any] | None) -> TurnResult:
@@ -72,6 +73,7 @@ class TurnResult:
                 k: n[k]
                 for k in ("id", "text", "community", "domain", "score", "stance", "pack_id", "pack_version", "support")
             }
+            | {"says": n.get("says") or n["text"]}
             for n in values.get("norms", [])
             if n.get("applies")
         ]
@@ -94,6 +96,7 @@ class TurnResult:
             normative=values.get("normative", {}),
             known_context=values.get("known_context", {}),
             llm_error=values.get("llm_error"),
+            reply_plan=(values.get("reply_plan") or {}) if not question else {},
         )
 
     def to_json(self) -> dict[str, Any]:

@@ -53,5 +53,6 @@ class State(InputState):
     policy: NotRequired[dict[str, Any]]
     pending_question: NotRequired[dict[str, Any] | None]
     reply: NotRequired[str]
+    reply_plan: NotRequired[dict[str, Any] | None]  # what the answer says (agent.reply_plan), with its shown reason
     llm_error: NotRequired[str | None]
     timings_ms: NotRequired[Annotated[dict[str, float], merge_dicts]]

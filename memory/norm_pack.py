@@ -59,6 +59,17 @@ def _non_blank(value: str) -> str:
     return value
 
 
+# Openers of the behaviour-specification wording that a user-facing phrasing must not copy.
+_SPEC_OPENER = re.compile(r"^\s*(the|an|this)\s+(ai\s+)?assistant\b", re.IGNORECASE)
+
+
+def _plain_words(value: str) -> str:
+    value = _non_blank(value)
+    if _SPEC_OPENER.match(value):
+        raise ValueError("must say what the norm is about in a person's words, not 'The assistant ...'")
+    return value
+
+
 DomainName = Annotated[str, AfterValidator(_known_domain)]
 Text = Annotated[str, AfterValidator(_non_blank)]
 
@@ -104,6 +115,13 @@ class Norm(_Strict):
 
     id: str = Field(pattern=_ID)
     text: Text
+    # What the norm is about in words a person would use, shown to users where ``text`` (worded
+    # as a behaviour specification, "The assistant helps ...") is what retrieval matches on.
+    # Parallel norms share it, so it names the situation and leaves the judgement to ``stance``.
+    says: Annotated[str, AfterValidator(_plain_words)]
+    # What to keep in mind when acting in this situation, said to the person ("Tell your teenager
+    # ..."); shown with the perspectives. Optional: most situations need none.
+    safeguard: Annotated[str, AfterValidator(_plain_words)] | None = None
     domains: list[DomainName] = Field(min_length=1)
     applies_when: dict[ContextSlot, Text | list[Text]] = Field(default_factory=dict)
     stance: Stance

@@ -153,6 +153,9 @@ def _metadata(pack: NormPack, norm: Norm) -> dict[str, Any]:
         ),
         "support": json.dumps(norm.support.model_dump(mode="json", by_alias=True)) if norm.support else "",
         "contested": bool(norm.support.contested) if norm.support else False,
+        "says": norm.says,
+        "safeguard": norm.safeguard or "",
+        "community_name": pack.community_name,
     }
 
 
@@ -170,6 +173,9 @@ def _evidence(stored_id: str, text: str, meta: dict[str, Any], similarity: float
         similarity=similarity,
         support=support,
         contested=bool(meta.get("contested", False)),
+        says=str(meta.get("says") or ""),
+        safeguard=str(meta.get("safeguard") or ""),
+        community_name=str(meta.get("community_name") or ""),
     )
 
 

@@ -23,7 +23,8 @@ against ``clean_comments.csv``. ``contested`` is True when the groups' agreement
 
 Stance from the overall agreement share: >= 0.7 expected, <= 0.3 discouraged, otherwise okay (also
 okay when nobody decided). Domains: statements are about AI behaviour, so each gets every domain whose
-keywords it mentions (``DOMAIN_KEYWORDS``), and ``technology`` when none matches.
+keywords it mentions (``DOMAIN_KEYWORDS``), and ``technology`` when none matches. The statement, written
+by a participant, is also the norm's plain phrasing (``says``), shown to users as it was voted on.
 
 The data carries no licence, so an imported pack is built at run time and never committed.
 """
@@ -207,6 +208,7 @@ def import_polis(polis_dir: Path, contested_gap: float = 0.3) -> NormPack:
             Norm(
                 id=f"{COMMUNITY}.c{cid}",
                 text=text,
+                says=text,  # written and voted on by people: already in a person's words
                 domains=domains_for(text),
                 stance=stance_from_agreement(support.agreement),
                 support=support,

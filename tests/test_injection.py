@@ -1,10 +1,10 @@
 """Prompt injection: user messages and norm texts that try to override the rules.
 
-Through the real prompt assembly (graphs.nodes.build_answer_prompt) and the real graph:
+Through the real prompt assembly (graphs.nodes.build_answer_prompt -> prompts.reply) and the real graph:
 
 * the system prompt is the file's text, unchanged, whatever the user or a norm says;
 * injected text appears only inside its data block, with every delimiter look-alike neutralised,
-  so the prompt keeps exactly its own three data blocks and its skeleton is the benign one;
+  so the prompt keeps exactly its own data blocks and its skeleton is the benign one;
 * the decision comes from measured components, so wrapping a request in an injection does not
   change the hard-constraint match or the decision: a tier-0 request is still refused, a benign
   request is not refused because of the wrapper.
@@ -101,8 +101,18 @@ def recording_model() -> RecordingChatModel:
 
 # ------------------------------------------------------------------------------ the prompt
 
-OWN_TAGS = ['<data kind="user request">', "</data>", '<data kind="user\'s situation">', "</data>"]
+OWN_TAGS = ['<data kind="question">', "</data>", '<data kind="situation">', "</data>"]
+OWN_TAGS += ['<data kind="decided answer">', "</data>", '<data kind="safeguards">', "</data>"]
 OWN_TAGS += ['<data kind="community norms">', "</data>"]
+
+
+def norm(community: str, stance: str, text: str, similarity: float = 0.6) -> dict[str, Any]:
+    """A norm as the state keeps it (retrieved, judged applicable)."""
+    return {
+        "id": f"{community}.t{abs(hash(text)) % 1000}", "text": text, "community": community, "pack_id": community,
+        "pack_version": "1.0.0", "domains": ["parenting"], "applies_when": {}, "stance": stance,
+        "similarity": similarity, "applies": True,
+    }  # fmt: skip
 _BLOCK = re.compile(r'(<data kind="[^"]+">)\n(.*?)\n(</data>)', re.DOTALL)
 
 
@@ -111,10 +121,7 @@ def prompt_for(request: str, norm_text: str = "Parents may check on a child's sa
         "request": request,
         "clarifications": [{"question": "Who is asking?", "answer": request}],
         "known_context": {"role": "parent"},
-        "norms": [
-            {"applies": True, "community": "parents", "stance": "discouraged", "text": norm_text},
-            {"applies": True, "community": "privacy-first", "stance": "okay", "text": "Ask before reading."},
-        ],
+        "norms": [norm("parents", "discouraged", norm_text), norm("privacy-first", "okay", "Ask before reading.")],
         "policy": {"style": "direct", "assumptions": []},
     }
     return build_answer_prompt(state, Context())
@@ -144,7 +151,7 @@ def assert_prompt_holds(messages: list[BaseMessage], benign: list[BaseMessage], 
 def test_injected_user_text_stays_inside_its_data_block(name: str) -> None:
     request = WRAPPERS[name].format(r=BENIGN)
     _held["prompt_cases"] += 1
-    assert_prompt_holds(prompt_for(request), prompt_for(BENIGN), request, '<data kind="user request">')
+    assert_prompt_holds(prompt_for(request), prompt_for(BENIGN), request, '<data kind="question">')
     _held["prompt_held"] += 1
 
 
@@ -226,7 +233,7 @@ def test_the_model_sees_the_rules_unchanged_and_the_injection_as_data() -> None:
         assert prompt[0].content == load_prompt("system.md")
         text = str(prompt[1].content)
         assert [m.group(0) for m in _DELIMITER_LOOKALIKES.finditer(text)] == OWN_TAGS
-        assert as_data(request) in blocks(text)['<data kind="user request">']
+        assert as_data(request) in blocks(text)['<data kind="question">']
 
     refused = agent.ask(WRAPPERS["change-decision"].format(r=TIER0["violence"]))
     calls = len(model.prompts)
@@ -241,15 +248,15 @@ def test_the_compact_prompt_carries_no_norm_text_and_keeps_the_request_in_its_bl
     state: Any = {
         "request": "Is euthanasia morally acceptable?",
         "known_context": {},
-        "norms": [{"applies": True, "community": "medical-ethics", "stance": "discouraged",
-                   "text": "The assistant states its own opinion for or against euthanasia when asked."}],
+        "norms": [norm("medical-ethics", "discouraged",
+                       "The assistant states its own opinion for or against euthanasia when asked.")],
         "policy": {"style": "pluralistic", "assumptions": []},
     }
     full = build_answer_prompt(state, Context())[1].content
     compact = build_answer_prompt(state, Context(), compact=True)[1].content
     assert "The assistant states its own opinion" in str(full)
     assert "The assistant states" not in str(compact) and "community norms" not in str(compact)
-    assert '<data kind="user request">\nIs euthanasia morally acceptable?\n</data>' in str(compact)
+    assert '<data kind="question">\nIs euthanasia morally acceptable?\n</data>' in str(compact)
     assert "without taking a side" in str(compact)
 
 

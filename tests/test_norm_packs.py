@@ -93,6 +93,20 @@ def test_shared_topics_are_worded_in_parallel(shipped: list[NormPack]) -> None:
     assert len(shared) == len(texts)  # one wording per topic, whatever the community's stance
 
 
+def test_every_norm_says_what_it_is_about_in_a_persons_words(shipped: list[NormPack]) -> None:
+    phrasings: dict[str, set[str]] = {}
+    for pack in shipped:
+        for norm in pack.norms:
+            assert norm.says.strip() and norm.says != norm.text, norm.id
+            assert not norm.says.lower().startswith(("the assistant", "the ai assistant")), norm.id
+            assert "assistant" not in norm.says.lower() and "the user" not in norm.says.lower(), norm.id
+            assert not (norm.safeguard or "").lower().startswith("the assistant"), norm.id
+            phrasings.setdefault(norm.topic, set()).add(norm.says)
+    # Parallel norms share their text, so they share their phrasing too: one per topic.
+    assert all(len(variants) == 1 for variants in phrasings.values())
+    assert len(phrasings) == len({n.text for p in shipped for n in p.norms})
+
+
 def test_safety_norms_agree_where_lives_are_at_stake(shipped: list[NormPack]) -> None:
     stances = {(pack.community, norm.topic): norm.stance for pack in shipped for norm in pack.norms}
     for topic in ("suicide-method", "untraceable-firearm", "home-explosives", "choking-challenge"):
@@ -124,17 +138,19 @@ def test_support_agreement_arithmetic() -> None:
 
 # Each malformed fixture: the line and the field the error must name.
 MALFORMED = [
-    ("unknown_field.yaml", 22, "norms[1].colour", "unknown field 'colour'"),
-    ("bad_stance.yaml", 21, "norms[1].stance", "Input should be 'expected', 'okay', 'discouraged' or 'forbidden'"),
-    ("duplicate_id.yaml", 18, "norms[1].id", "duplicate norm id 'fixture.first'"),
-    ("missing_field.yaml", 18, "norms[1].text", "required field 'text' is missing"),
-    ("bad_domain.yaml", 20, "norms[1].domains[1]", "unknown domain 'astrology'"),
-    ("bad_slot.yaml", 22, "norms[1].applies_when.mood", "Input should be 'role', 'age'"),
-    ("duplicate_key.yaml", 22, "norms[1].stance", "key given twice (first on line 21)"),
+    ("unknown_field.yaml", 23, "norms[1].colour", "unknown field 'colour'"),
+    ("bad_stance.yaml", 22, "norms[1].stance", "Input should be 'expected', 'okay', 'discouraged' or 'forbidden'"),
+    ("duplicate_id.yaml", 19, "norms[1].id", "duplicate norm id 'fixture.first'"),
+    ("missing_field.yaml", 19, "norms[1].text", "required field 'text' is missing"),
+    ("missing_says.yaml", 19, "norms[1].says", "required field 'says' is missing"),
+    ("spec_wording_says.yaml", 21, "norms[1].says", "in a person's words, not 'The assistant ...'"),
+    ("bad_domain.yaml", 21, "norms[1].domains[1]", "unknown domain 'astrology'"),
+    ("bad_slot.yaml", 23, "norms[1].applies_when.mood", "Input should be 'role', 'age'"),
+    ("duplicate_key.yaml", 23, "norms[1].stance", "key given twice (first on line 22)"),
     ("alias_bomb.yaml", 3, "lol1", "anchors or aliases"),
-    ("invalid_utf8.yaml", 19, "norms[1].text", "not valid UTF-8"),
+    ("invalid_utf8.yaml", 20, "norms[1].text", "not valid UTF-8"),
     ("not_mapping.yaml", 1, "(document)", "must be a mapping, not a list"),
-    ("python_tag.yaml", 19, "norms[1].text", "could not determine a constructor"),
+    ("python_tag.yaml", 20, "norms[1].text", "could not determine a constructor"),
 ]
 
 

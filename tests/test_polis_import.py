@@ -109,3 +109,8 @@ def test_round_trip_through_yaml(pack: NormPack, tmp_path: Path) -> None:
     stats = pack_stats(combined)
     assert "ccai-polis" in stats["communities"]
     assert stats["contested"] == sum(bool(n.support and n.support.contested) for n in pack.norms)
+
+
+def test_imported_statements_are_their_own_plain_phrasing(pack: NormPack) -> None:
+    """Participants wrote the statements: shown to users as voted on, they need no rewording."""
+    assert all(norm.says == norm.text for norm in pack.norms)

@@ -37,7 +37,8 @@ def trace_record(result: TurnResult) -> dict[str, Any]:
     conflict = result.conflict or {}
     return {
         "decision": result.decision,
-        "reason": (result.policy or {}).get("reason", ""),
+        # The reply plan's reason fits what the user told us; the policy's is the fallback.
+        "reason": (result.reply_plan or {}).get("shown_reason") or (result.policy or {}).get("reason", ""),
         "question": result.question,
         "values": dict(result.values),
         "conflict": {
@@ -150,7 +151,7 @@ def _norms_html(trace: Mapping[str, Any]) -> str:
         f'<td class="ea-community">{escape(str(norm.get("community", "")))}</td>'
         f'<td><span class="ea-stance ea-stance-{escape(str(norm.get("stance", "")))}">'
         f"{escape(str(norm.get('stance', '')))}</span></td>"
-        f"<td>{escape(str(norm.get('text', '')))}</td>"
+        f'<td title="{escape(str(norm.get("text", "")))}">{escape(str(norm.get("says") or norm.get("text", "")))}</td>'
         f"<td>{escape(_support_text(norm.get('support')))}</td>"
         f'<td class="ea-muted">{escape(_pack_label(norm))}</td>'
         "</tr>"

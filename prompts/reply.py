@@ -1,0 +1,278 @@
+"""A reply plan in words: the model's prompt, and the reply shown whatever the model writes.
+
+The plan (agent.reply_plan) decides what is said. Here it becomes (1) the prompt the model words
+it from, with user and norm text only inside data blocks, and (2) the reply: the direct answer
+first, then the model's wording, then every part of the plan the wording left out (safeguards),
+the perspectives, and what the answer went by. Wording lives in reply.yaml beside this file.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from string import Template
+from typing import Any
+
+from agent.reply_plan import Fact, Perspective, ReplyPlan, ShownReason, Verdict, View
+from prompts import data_block, load_prompt, load_prompt_data, message, render
+
+# Sentences that talk about the conversation's roles instead of to the person ("The user should
+# ...", "As an AI assistant ..."): the embedded 135M model writes them from its training, and they
+# read as if the reply were about someone else. They are dropped from the model's wording.
+_ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?model|ai assistant)\b", re.IGNORECASE)
+# An answer that lays out the perspectives takes no side: the model's own verdict ("In my opinion,
+# euthanasia is justifiable") would contradict the plan it was given.
+_OWN_OPINION = re.compile(
+    r"\b(in my (own )?(opinion|view)|i (personally )?(think|believe|feel)|i would (argue|say)|i'd (argue|say))\b", re.I
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+_WORD = re.compile(r"[a-z']+")
+_STOP = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "and",
+        "or",
+        "of",
+        "to",
+        "in",
+        "on",
+        "for",
+        "with",
+        "your",
+        "you",
+        "i",
+        "can",
+        "it",
+        "is",
+        "are",
+        "be",
+        "that",
+        "this",
+        "as",
+        "at",
+        "by",
+        "from",
+        "how",
+        "what",
+        "about",
+        "if",
+        "any",
+        "them",
+        "they",
+        "their",
+        "there",
+    ]
+)
+# Share of a safeguard's content words the wording must contain to count as having said it.
+_COVERED = 0.6
+# The task asks for two or three suggestions; a small model that loops ("I've been doing this job
+# long enough ...", three times over) is cut there.
+MAX_WORDED_SENTENCES = 3
+
+
+def _words() -> dict[str, Any]:
+    words: dict[str, Any] = load_prompt_data("reply.yaml")
+    return words
+
+
+def _fill(template: str, **fields: object) -> str:
+    return Template(template).substitute({k: str(v) for k, v in fields.items()})
+
+
+def _lower_first(text: str) -> str:
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def fact_text(fact: Fact) -> str:
+    words = _words()
+    return str(words["facts"].get(fact.slot, {}).get(fact.value) or _fill(words["fact_default"], **vars(fact)))
+
+
+def unknown_text(slot: str) -> str:
+    words = _words()
+    return str(words["unknown"].get(slot) or _fill(words["unknown_default"], slot=slot))
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
+def _people(views: Sequence[View]) -> str:
+    names = _words()["people"]
+    return _and([str(names.get(v.community) or _lower_first(v.label)) for v in views])
+
+
+def _and(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def direct_answer(plan: ReplyPlan) -> str:
+    """The first sentence of the reply; empty when the plan gives no verdict."""
+    if plan.verdict == Verdict.OPEN or not plan.perspectives:
+        return ""
+    words = _words()
+    views = plan.perspectives[0].views
+    accept = [v for v in views if v.stance in ("expected", "okay")]
+    avoid = [v for v in views if v.stance == "discouraged"]
+    reject = [v for v in views if v.stance == "forbidden"]
+    against = [_fill(words["avoid"], who=_people(avoid))] if avoid else []
+    against += [_fill(words["reject"], who=_people(reject))] if reject else []
+    given = _fill(words["given"], facts=_and([fact_text(f) for f in plan.told])) if plan.told else ""
+    sentence = _fill(
+        words["verdict"][str(plan.verdict)],
+        given=given,
+        accept=_people(accept) if accept else "",
+        against=_and(against) if against else "",
+    )
+    return sentence[:1].upper() + sentence[1:]
+
+
+def view_text(view: View) -> str:
+    """A community's stance as it reads beside the situation: its words, or a vote count."""
+    words = _words()
+    support = view.support or {}
+    overall = support.get("overall") if support else None
+    if overall is not None:
+        agree, decided = int(overall.get("agree", 0)), int(overall.get("agree", 0)) + int(overall.get("disagree", 0))
+        text = (
+            _fill(words["votes"], share=f"{agree / decided:.0%}", decided=decided) if decided else words["votes_none"]
+        )
+        return f"{view.label}: {text}" + (f" ({words['contested']})" if support.get("contested") else "")
+    return f"{view.label}: {words['stance'][view.stance]}"
+
+
+def perspective_lines(perspectives: Sequence[Perspective], *, one_view: bool = False) -> list[str]:
+    lines = []
+    for perspective in perspectives:
+        if one_view:  # steerable mode: the followed community's stance only, without its name
+            stance = view_text(perspective.views[0]).split(": ", 1)[1]
+            lines.append(f"- {perspective.says}: {stance}.")
+        else:
+            lines.append(f"- {perspective.says}: {'; '.join(_lower_first(view_text(v)) for v in perspective.views)}.")
+    return lines
+
+
+def perspectives_text(plan: ReplyPlan) -> str:
+    if not plan.perspectives:
+        return ""
+    header = message("steered_header", community=plan.followed) if plan.followed else message("perspectives_header")
+    return "\n".join([header, *perspective_lines(plan.perspectives, one_view=bool(plan.followed))])
+
+
+def situation_text(plan: ReplyPlan) -> str:
+    """What the answer went by and what it assumed, as one or two sentences."""
+    words = _words()
+    parts = []
+    if plan.known:
+        parts.append(_fill(words["known_line"], facts="; ".join(fact_text(f) for f in plan.known)))
+    if plan.unknown:
+        unknown = _join([unknown_text(s) for s in plan.unknown])
+        parts.append(message("assumptions", assumptions=_fill(words["assumptions_line"], unknown=unknown)))
+    return " ".join(parts)
+
+
+def reason_text(plan: ReplyPlan) -> str:
+    """The reason to show for this answer: the policy's sentence unless the state contradicts it."""
+    if plan.reason == ShownReason.POLICY:
+        return plan.policy_reason
+    return str(_words()["reasons"][str(plan.reason)])
+
+
+def _content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 2}
+
+
+def said(part: str, text: str) -> bool:
+    """Whether ``text`` says ``part``: most of its content words appear in it."""
+    wanted = _content_words(part)
+    return bool(wanted) and len(wanted & _content_words(text)) / len(wanted) >= _COVERED
+
+
+def _normal(text: str) -> str:
+    return " ".join(_WORD.findall(text.lower()))
+
+
+def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool = False) -> str:
+    """The model's wording without sentences about "the user" or "the assistant", without lines
+    copied from its prompt's data (a small model repeats the situation it was shown) or repeated,
+    and at most ``MAX_WORDED_SENTENCES`` sentences. ``take_no_side`` also drops the model's own
+    opinions (a pluralistic answer)."""
+    copied = [_normal(e) for e in echoes if e.strip()]
+    kept: list[str] = []
+    seen: set[str] = set()
+    for line in text.strip().splitlines():
+        for sentence in _SENTENCE.split(line.strip()):
+            plain = _normal(sentence)
+            if not plain or plain in seen or _ROLE_TALK.search(sentence):
+                continue
+            if take_no_side and _OWN_OPINION.search(sentence):
+                continue
+            seen.add(plain)
+            if len(plain) >= 12 and any(plain in data for data in copied):
+                continue
+            kept.append(sentence.strip())
+    return " ".join(kept[:MAX_WORDED_SENTENCES]).strip()
+
+
+def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: str = "") -> str:
+    """The reply: the direct answer, the model's wording, then what the wording left out.
+
+    ``notice`` (the model could not be reached) stands in for the wording, unedited.
+    """
+    words = _words()
+    answer = direct_answer(plan)
+    wording = clean_wording(
+        wording, [*echoes, *(fact_text(f) for f in plan.known), answer], take_no_side=plan.style == "pluralistic"
+    )
+    opening = " ".join(part for part in (answer, notice or wording) if part)
+    missing = [s for s in plan.safeguards if not said(s, wording)]
+    safeguards = "\n".join([words["safeguards_header"], *(f"- {s}" for s in missing)]) if missing else ""
+    return "\n\n".join(p for p in (opening, safeguards, perspectives_text(plan), situation_text(plan)) if p)
+
+
+def _task(plan: ReplyPlan, compact: bool) -> str:
+    plans: dict[str, Any] = load_prompt_data("plans.yaml")
+    if compact:
+        plans = {**plans, **plans["compact"]}
+    style = _fill(str(plans.get(plan.style, plans["direct"])), community=plan.followed or "")
+    return style + " " + str(_words()["task_common"]).strip()
+
+
+def norm_lines(norms: Sequence[Mapping[str, Any]], community: str | None = None, limit: int = 6) -> str:
+    """Applicable norms for the full prompt's data block, in plain words, one per line."""
+    stance_words = _words()["stance"]
+    chosen = [n for n in norms if n.get("applies") and community in (None, n["community"])]
+    lines = [
+        f"[{n['community']}, {stance_words.get(n['stance'], n['stance'])}] {n.get('says') or n['text']}"
+        for n in chosen[:limit]
+    ]
+    return "\n".join(lines) or "(none)"
+
+
+def answer_prompt(
+    plan: ReplyPlan,
+    conversation: str,
+    norms: Sequence[Mapping[str, Any]],
+    *,
+    compact: bool,
+) -> tuple[str, str]:
+    """(system, user) texts: the rules, then the question, situation and norms as data, then the task.
+
+    ``compact`` leaves the norms out, for a model too small to read them as guidance rather than
+    as a story to retell: they reach the reply through ``compose`` instead.
+    """
+    situation = "\n".join(fact_text(f) for f in plan.known) or "(nothing stated)"
+    blocks = {
+        "request_block": data_block("question", conversation),
+        "context_block": data_block("situation", situation),
+        "answer_block": data_block("decided answer", direct_answer(plan) or "(none)"),
+        "safeguards_block": data_block("safeguards", "\n".join(plan.safeguards) or "(none)"),
+    }
+    if not compact:
+        blocks["norms_block"] = data_block("community norms", norm_lines(norms, plan.followed))
+    user = render("answer_compact.md" if compact else "answer.md", **blocks, task=_task(plan, compact))
+    return load_prompt("system.md"), user

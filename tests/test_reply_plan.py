@@ -1,0 +1,267 @@
+"""The reply plan decides what an answer says; whatever the model's wording drops is still shown.
+
+Unit tests of agent.reply_plan and prompts.reply on norm dicts as the state keeps them, with the
+scripted model of tests/fake_llm.py; then the diary conversation through the real graph and
+judgement models with a scripted model that drops every part of the plan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from langchain_core.messages import HumanMessage, SystemMessage
+from langgraph.checkpoint.memory import InMemorySaver
+
+from agent.llm import EmbeddedLlamaServer, generate
+from agent.norms import NormEvidence
+from agent.reply_plan import Fact, PerspectiveRule, ShownReason, Verdict, build_plan, perspectives
+from graphs import Context
+from graphs.runner import EdgeAlign, TurnResult
+from prompts.reply import answer_prompt, compose, direct_answer, reason_text, said
+from tests.fake_llm import ScriptedChatModel
+from ui.trace_view import trace_details_html, trace_record
+
+pytest_plugins = ["tests.support.llm_server"]
+
+DIARY = "Should I read my 15-year-old daughter's diary to check she's safe?"
+DIARY_SAYS = "A parent reading their teenager's private diary because of a concrete worry about their safety"
+DIARY_SAFEGUARD = "Tell your teenager you are worried and talk with them before reading anything."
+FICTION_SAYS = "Graphic violence in a story written for a young teenager"
+IRREDUCIBLE = {
+    "style": "pluralistic",
+    "irreducible": True,
+    "reason": "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives.",
+}
+KNOWN = {"age": "minor", "role": "parent", "risk": "high", "purpose": "safety", "consent": "unknown"}
+ANSWERED = [{"about": "risk", "question": "Is there a concrete sign of danger?", "answer": "Yes, a concrete sign"}]
+NAMES = {"parents": "Parents and caregivers", "general-public": "General public", "privacy-first": "Privacy advocates"}
+
+
+def norm(
+    community: str,
+    topic: str,
+    stance: str,
+    says: str,
+    similarity: float,
+    domains: tuple[str, ...] = ("parenting", "privacy"),
+    **extra: Any,
+) -> dict[str, Any]:
+    evidence = NormEvidence(
+        id=f"{community}.{topic}", text=f"The assistant {topic}.", community=community, pack_id=f"p.{community}",
+        pack_version="1.1.0", domains=domains, applies_when={"consent": ("no",)}, stance=stance,  # type: ignore[arg-type]
+        similarity=similarity, says=says, community_name=NAMES.get(community, community), **extra,
+    )  # fmt: skip
+    return evidence.to_dict() | {"applies": True}
+
+
+def diary_norms() -> list[dict[str, Any]]:
+    return [
+        norm("general-public", "teen-diary-safety", "discouraged", DIARY_SAYS, 0.646, safeguard=DIARY_SAFEGUARD),
+        norm("parents", "teen-diary-safety", "okay", DIARY_SAYS, 0.646, safeguard=DIARY_SAFEGUARD),
+        norm("privacy-first", "teen-diary-safety", "forbidden", DIARY_SAYS, 0.646, safeguard=DIARY_SAFEGUARD),
+        norm("parents", "child-messages-danger", "expected", "A parent reading a young child's messages", 0.45),
+        # What users met beside the diary question: close enough to pass the floor, about something else.
+        norm("parents", "fiction-violence-young-teen", "discouraged", FICTION_SAYS, 0.61, domains=("expression",)),
+    ]
+
+
+def diary_plan(clarifications: list[dict[str, Any]] = ANSWERED, **changes: Any) -> Any:
+    # Without plain similarities the plan applies no floor; the fiction norm is then left out by
+    # test_an_unrelated_norm_is_not_shown_as_a_perspective's rule, and here by its similarity.
+    settings: dict[str, Any] = {
+        "plain_similarity": {DIARY_SAYS: 0.74, FICTION_SAYS: 0.5, "A parent reading a young child's messages": 0.45},
+        "request": DIARY,
+        "policy": IRREDUCIBLE,
+        "norms": diary_norms(),
+        "known_context": KNOWN,
+        "clarifications": clarifications,
+        "domains": ["privacy"],
+    } | changes
+    return build_plan(**settings)
+
+
+def test_the_plan_answers_the_parent_from_where_the_communities_stand() -> None:
+    plan = diary_plan()
+    assert plan.verdict == Verdict.SPLIT
+    assert plan.told == [Fact("risk", "high")]
+    assert plan.unknown == ["consent"]
+    assert [p.says for p in plan.perspectives] == [DIARY_SAYS]
+    assert plan.safeguards == [DIARY_SAFEGUARD]
+    assert direct_answer(plan) == (
+        "Since there is a concrete sign of danger, it depends on whose view you share: parents and caregivers "
+        "consider it acceptable, but the general public would rather you didn't and privacy advocates reject it."
+    )
+
+
+def test_once_the_user_answered_the_reason_never_says_no_fact_would_settle_it() -> None:
+    answered = diary_plan()
+    assert answered.reason == ShownReason.ANSWERED_STILL_SPLIT
+    assert "no fact about you" not in reason_text(answered)
+    assert "What you told me" in reason_text(answered)
+    unanswered = diary_plan(clarifications=[])
+    assert reason_text(unanswered) == IRREDUCIBLE["reason"]  # true before any answer: the policy's own
+
+
+def test_a_general_question_gets_no_verdict_no_assumptions_and_no_side_taken() -> None:
+    plan = diary_plan(request="Is it okay for parents to read their teenager's diary?", clarifications=[])
+    assert plan.verdict == Verdict.OPEN and direct_answer(plan) == ""
+    assert plan.perspectives  # a pluralistic answer still shows the communities side by side
+    assert plan.unknown == []  # nobody's situation to have assumptions about
+    reply = compose(plan, "In my opinion, parents should read it. Trust matters to teenagers.")
+    assert reply.startswith("Trust matters to teenagers.\n\n") and "opinion" not in reply
+
+
+def test_an_unrelated_norm_is_not_shown_as_a_perspective() -> None:
+    norms = diary_norms()
+    evidence = [NormEvidence.from_dict(n) for n in norms]
+    applies = [True] * len(norms)
+    old = PerspectiveRule(min_plain_similarity=None, margin=None, same_domain=False)
+    unfiltered = perspectives(evidence, applies, ["privacy"], old)
+    assert FICTION_SAYS in [p.says for p in unfiltered]  # the old rule: first three applicable topics
+    # The shipped rule: the request must be close to the plain phrasing itself.
+    plain = {DIARY_SAYS: 0.74, FICTION_SAYS: 0.5, "A parent reading a young child's messages": 0.45}
+    shown = perspectives(evidence, applies, ["privacy"], PerspectiveRule(), plain_similarity=plain)
+    assert [p.says for p in shown] == [DIARY_SAYS]
+    by_domain = perspectives(evidence, applies, ["privacy"], PerspectiveRule(None, None, same_domain=True))
+    assert FICTION_SAYS not in [p.says for p in by_domain]
+    by_margin = perspectives(evidence, applies, [], PerspectiveRule(None, margin=0.1, same_domain=True))
+    assert [p.says for p in by_margin] == [DIARY_SAYS, FICTION_SAYS]  # no domain detected: the margin alone
+    assert perspectives(evidence, [False] * len(norms), ["privacy"], PerspectiveRule()) == []
+
+
+def test_a_wording_that_drops_every_part_still_shows_the_plan() -> None:
+    plan = diary_plan()
+    model = ScriptedChatModel(["The user should respect the assistant's decision. Every family is different."])
+    system, user = answer_prompt(plan, DIARY, diary_norms(), compact=True)
+    reply = compose(plan, generate(model, [SystemMessage(system), HumanMessage(user)]))
+    assert reply.startswith(direct_answer(plan) + " Every family is different.")
+    assert "The user" not in reply and "assistant" not in reply  # role talk dropped, norms in plain words
+    assert "To keep in mind:\n- " + DIARY_SAFEGUARD in reply
+    assert f"How different communities see this:\n- {DIARY_SAYS}: general public: best avoided; " in reply
+    assert "parents and caregivers: acceptable; privacy advocates: not acceptable." in reply
+    assert FICTION_SAYS not in reply
+    assert "What I went by: you are the parent; the person involved is a minor; you want to keep someone safe" in reply
+    assert "Assumptions I made: I did not know whether the person involved knows and agrees" in reply
+    assert len(model.prompts) == 1
+
+
+def test_what_the_wording_did_say_is_not_repeated_and_echoes_are_dropped() -> None:
+    plan = diary_plan()
+    wording = (
+        f"there is a concrete sign of danger\n{direct_answer(plan)} Please tell your teenager you are worried "
+        "and talk with them before reading anything."
+    )
+    reply = compose(plan, wording, echoes=[DIARY])
+    assert reply.count(direct_answer(plan)) == 1
+    assert "To keep in mind" not in reply  # the wording said the safeguard
+    assert "\nthere is a concrete sign of danger" not in reply
+
+
+def test_a_looping_wording_is_cut_to_a_few_distinct_sentences() -> None:
+    loop = "I have done this job for years. Some people might not agree with you. "
+    reply = compose(diary_plan(), "Talk with her tonight. " + loop * 3)
+    worded = reply.split("\n\n")[0].removeprefix(direct_answer(diary_plan())).strip()
+    assert worded == "Talk with her tonight. I have done this job for years. Some people might not agree with you."
+
+
+def test_a_failure_notice_is_shown_as_it_is_with_the_plan() -> None:
+    notice = "I could not write a full answer just now (the model at x. timed out). Please try again."
+    reply = compose(diary_plan(), "", notice=notice)
+    assert reply.startswith(direct_answer(diary_plan()) + " " + notice)
+    assert "How different communities see this:" in reply and "To keep in mind:" in reply
+
+
+def test_the_prompt_keeps_norm_texts_in_data_blocks_and_speaks_to_the_person() -> None:
+    plan = diary_plan()
+    _, full = answer_prompt(plan, DIARY, diary_norms(), compact=False)
+    _, compact = answer_prompt(plan, DIARY, diary_norms(), compact=True)
+    assert f'<data kind="decided answer">\n{direct_answer(plan)}\n</data>' in full
+    assert f'<data kind="safeguards">\n{DIARY_SAFEGUARD}\n</data>' in compact
+    assert "[parents, acceptable] " + DIARY_SAYS in full and "community norms" not in compact
+    task = full.split("Task: ", 1)[1]
+    assert 'as "you"' in task and "user" not in task and "assistant" not in task
+
+
+def test_steerable_mode_follows_one_community() -> None:
+    plan = diary_plan(policy={"style": "steered", "reason": "Answering with the chosen community's norms."},
+                      steer_community="parents")  # fmt: skip
+    assert plan.followed == "parents"
+    assert [v.community for p in plan.perspectives for v in p.views] == ["parents"]
+    assert plan.verdict == Verdict.GO_AHEAD
+    reply = compose(plan, "")
+    assert reply.startswith("Since there is a concrete sign of danger, yes: parents and caregivers consider it")
+    assert f"What the parents community's norms say here:\n- {DIARY_SAYS}: acceptable." in reply
+    assert "privacy" not in reply.split("say here:")[1].split("What I went by")[0].lower()
+
+
+def test_voted_statements_show_their_votes() -> None:
+    support = {"overall": {"agree": 60, "disagree": 20, "pass": 5}, "groups": {}, "contested": True}
+    voted = norm("ccai-polis", "c7", "expected", "The AI should not pretend to be human", 0.7, support=support)
+    plan = build_plan(request="Should I let an AI pretend to be human?", policy={"style": "pluralistic"},
+                      norms=[voted], known_context={}, clarifications=[])  # fmt: skip
+    reply = compose(plan, "")
+    assert "The AI should not pretend to be human: ccai-polis: 75% of 80 people who voted agree" in reply
+    assert "(the opinion groups split on it)" in reply
+
+
+def test_the_trace_shows_the_plain_phrasing_with_the_behaviour_wording_on_hover() -> None:
+    html = trace_details_html({"norms": [norm("parents", "teen-diary-safety", "okay", DIARY_SAYS, 0.646)]})
+    assert f">{DIARY_SAYS}</td>".replace("'", "&#x27;") in html
+    assert 'title="The assistant teen-diary-safety."' in html
+
+
+# ------------------------------------------------------------------------- the real graph
+
+
+def test_the_diary_conversation_on_the_real_graph_shows_the_plan_whatever_the_model_writes() -> None:
+    model = ScriptedChatModel(["As an AI assistant, I think the user should decide."])
+    agent = EdgeAlign(Context(), checkpointer=InMemorySaver(), chat_model=model, record=False)
+    first = agent.ask(DIARY, thread_id="diary")
+    assert first.decision == "clarify" and first.question and first.question["about"] == "risk"
+    assert first.reply_plan == {}
+    final = agent.ask("Yes, a concrete sign", thread_id="diary")
+    while final.decision == "clarify" and final.question:
+        final = agent.ask(final.question["options"][0], thread_id="diary")
+    assert final.decision == "answer", final.policy
+    assert final.known_context["risk"] == "high" and final.known_context["role"] == "parent"
+    plan = final.reply_plan
+    assert plan["told"] == [{"slot": "risk", "value": "high"}]
+    assert plan["perspectives"] and plan["perspectives"][0]["says"] == DIARY_SAYS
+    assert final.reply.startswith("Since there is a concrete sign of danger, ")
+    assert "assistant" not in final.reply.lower() and "the user" not in final.reply.lower()
+    assert DIARY_SAYS in final.reply and "Graphic violence" not in final.reply
+    shown = trace_record(final)["reason"]
+    assert shown and "no fact about you" not in shown
+    assert all(n["says"] and not n["says"].startswith("The assistant") for n in final.norms)
+
+
+# --------------------------------------------------- the real graph and the embedded model
+
+
+@pytest.mark.slow
+def test_the_diary_conversation_with_the_embedded_model_reads_as_advice_to_the_parent(
+    embedded_llm: EmbeddedLlamaServer,
+) -> None:
+    """Ask, answer the question, read the reply: SmolLM2 words it, the plan's parts are all there."""
+    agent = EdgeAlign(Context(), checkpointer=InMemorySaver(), record=False)  # the default: embedded model
+    first = agent.ask(DIARY, thread_id="diary-e2e")
+    assert first.decision == "clarify"
+    final = agent.ask("Yes, a concrete sign", thread_id="diary-e2e")
+    while final.decision == "clarify" and final.question:
+        final = agent.ask(final.question["options"][0], thread_id="diary-e2e")
+    assert final.decision == "answer" and final.llm_error is None, final.policy
+    opening = final.reply.split("\n\n")[0]
+    assert opening.startswith("Since there is a concrete sign of danger, ")
+    assert len(opening) > len(direct_answer_of(final))  # the model added its wording after the answer
+    lowered = final.reply.lower()
+    assert "assistant" not in lowered and "the user" not in lowered
+    safeguard = final.reply_plan["safeguards"][0]
+    assert safeguard in final.reply or said(safeguard, opening)
+    assert f"How different communities see this:\n- {DIARY_SAYS}: " in final.reply
+    assert "What I went by: you are the parent" in final.reply
+    assert "no fact about you" not in trace_record(final)["reason"]
+
+
+def direct_answer_of(result: TurnResult) -> str:
+    return result.reply.split(": ", 1)[0]
