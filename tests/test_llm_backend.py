@@ -13,24 +13,24 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from pydantic import SecretStr
 
+from agent.embedded_models import selected_model
 from agent.llm import (
-    EMBEDDED_MODEL_NAME,
-    EmbeddedLlamaServer,
     EmbeddedServerError,
     LLMConfigError,
     LLMFailure,
     LLMSettings,
     LLMUnavailableError,
-    default_llm_threads,
-    embedded_server,
     generate,
     make_chat_model,
     resolve_settings,
     stream,
 )
+from agent.llm_server import EmbeddedLlamaServer, default_llm_threads, embedded_server
 from tests.support.fault_proxy import FaultMode, FaultProxy
 
 pytest_plugins = ["tests.support.llm_server"]
+
+EMBEDDED_MODEL_NAME = selected_model().alias
 
 SECRET = "sk-test-SECRET123"
 MESSAGES = [

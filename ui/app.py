@@ -556,7 +556,8 @@ def _auth() -> tuple[str, str] | None:
 
 def _warm_llm(context: Context) -> None:
     """Start the embedded model now, so the first answer does not wait for it; failures show per turn."""
-    from agent.llm import LLMSettings, LLMUnavailableError, embedded_server
+    from agent.llm import LLMSettings, LLMUnavailableError
+    from agent.llm_server import embedded_server
 
     if context.llm_base_url is not None or not context.generate_text:
         return

@@ -198,9 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules, keeping this file small."""
-    from ui import data_commands, eval_commands, transcript_commands
+    from ui import data_commands, eval_commands, model_commands, transcript_commands
 
-    return [eval_commands.register, transcript_commands.register, data_commands.register]
+    return [eval_commands.register, transcript_commands.register, data_commands.register, model_commands.register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
