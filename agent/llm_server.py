@@ -263,8 +263,13 @@ class EmbeddedLlamaServer:
         request = urllib.request.Request(
             f"{self.base_url}/chat/completions", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=self.startup_timeout_s) as response:
-            response.read()
+        try:
+            with urllib.request.urlopen(request, timeout=self.startup_timeout_s) as response:
+                response.read()
+        except OSError as problem:  # URLError, a timeout, a reset: the server is not answering
+            raise EmbeddedServerError(
+                "The embedded language model did not answer.", f"warm-up request: {type(problem).__name__}"
+            ) from None
         return time.monotonic() - started
 
     def _wait_ready(self, started: float) -> bool:

@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", help="comma-separated model names (default: every model whose packages are installed)")
     parser.add_argument("--max-tokens", type=int, default=256, help="longest reply, as the agent's default")
     parser.add_argument("--limit", type=int, help="only the first N requests")
+    parser.add_argument("--prompt", choices=["auto", "compact", "full"], default="auto",
+                        help="answer prompt for every model (auto: the one each model's table entry names)")
     parser.add_argument("--figures", action="store_true", help="write docs/figures/embedded-models.md and .png")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
@@ -293,7 +295,8 @@ def main(argv: list[str] | None = None) -> int:
             order = names[number % len(names):] + names[: number % len(names)]
             for name in order:
                 model = registry.get(name)
-                prompt = build_answer_prompt(state, ctx, compact=model.answer_prompt == "compact")
+                compact = model.answer_prompt == "compact" if args.prompt == "auto" else args.prompt == "compact"
+                prompt = build_answer_prompt(state, ctx, compact=compact)
                 try:
                     raw, tokens, first, whole = word(chat_models[name], prompt)
                     error = None
@@ -327,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
     load_after = os.getloadavg()
     summary = {name: summarise(runs[name], (loads[name][0], loads[name][-1])) for name in names}
     meta = {
-        "command": ".venv/bin/python benchmarks/wording.py --figures" + (f" --max-tokens {args.max_tokens}" if args.max_tokens != 256 else ""),
+        "command": " ".join([".venv/bin/python benchmarks/wording.py", *(argv if argv is not None else sys.argv[1:])]),
+        "prompt": args.prompt,
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "requests": len(requests),
         "max_tokens": args.max_tokens,

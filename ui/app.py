@@ -56,7 +56,7 @@ import gradio as gr
 from agent.vocabulary import Mode
 from graphs.context import ConfigError, Context
 from graphs.runner import STEP_LABELS, EdgeAlign, InvalidMessageError, TurnResult, new_thread_id
-from prompts import load_prompt_data
+from prompts import load_prompt, load_prompt_data
 from ui.trace_view import TRACE_CSS, trace_details_html, trace_record, trace_summary_html, value_chart_html
 
 log = logging.getLogger("edge_align.ui")
@@ -564,7 +564,8 @@ def _warm_llm(context: Context) -> None:
     if not LLMSettings.from_env().is_embedded:
         return
     try:
-        embedded_server()
+        # Evaluating the fixed system prompt now spares the first visitor's answer that much prompt work.
+        embedded_server().warm_up(load_prompt("system.md"))
     except LLMUnavailableError as problem:
         print(f"[edge-align] the embedded model did not start ({problem}); answers will say so", file=sys.stderr)
 
