@@ -16,11 +16,11 @@ pytest_plugins = ["tests.support.llm_server"]
 
 @pytest.mark.slow
 def test_the_graph_message_stream_and_the_runner_yield_the_answer_token_by_token(
-    embedded_llm: EmbeddedLlamaServer, tmp_path: Any
+    embedded_llm: EmbeddedLlamaServer,
 ) -> None:
     from graphs.runner import EdgeAlign
 
-    agent = EdgeAlign(Context.from_env(home=str(tmp_path)), checkpointer=InMemorySaver(), record=False)
+    agent = EdgeAlign(Context.from_env(), checkpointer=InMemorySaver(), record=False)  # the session home: resources are shared
     config: Any = {"configurable": {"thread_id": "graph-stream"}}
     from_respond = [
         chunk.content

@@ -33,7 +33,7 @@ def test_a_turn_names_the_endpoints_first_listed_model(tmp_path: Path, monkeypat
         proxy.set_mode(FaultMode.PASS)
         monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", proxy.base_url)
         monkeypatch.delenv("EDGE_ALIGN_LLM_MODEL", raising=False)
-        agent = EdgeAlign(Context.from_env(home=str(tmp_path)), checkpointer=InMemorySaver(), record=False)
+        agent = EdgeAlign(Context.from_env(), checkpointer=InMemorySaver(), record=False)  # the session home: resources are shared
         result = agent.ask("What is the capital of France?")
         assert result.decision == "answer" and result.llm_error is None and result.reply
         asked = [(method, path) for method, path, _ in proxy.requests]
