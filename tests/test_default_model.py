@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_default_model_answers_a_factual_question_through_the_cli(tmp_path: Path) -> None:
     registry = load_registry()
     default = registry.get(registry.default)
-    env = {**os.environ, "EDGE_ALIGN_HOME": str(tmp_path / "home"), "EDGE_ALIGN_LOG_DIR": str(tmp_path / "logs")}
+    # The session's data home (its norm index is already built); logs of its own, to check them.
+    env = {**os.environ, "EDGE_ALIGN_LOG_DIR": str(tmp_path / "logs")}
     env.pop("EDGE_ALIGN_EMBEDDED_MODEL", None)  # nothing configured: the table's default
     env.pop("EDGE_ALIGN_LLM_BASE_URL", None)
     done = subprocess.run(
