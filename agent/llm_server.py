@@ -35,6 +35,7 @@ from agent.llama_child import ENV_PARENT_PID
 from agent.llm import ENV_LOG_DIR, ENV_THREADS, EmbeddedServerError, read_number
 
 ENV_PROMPT_CACHE = "EDGE_ALIGN_LLM_PROMPT_CACHE_MB"
+ENV_BATCH = "EDGE_ALIGN_LLM_BATCH"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
@@ -52,15 +53,18 @@ def _available_cores() -> int:
 
 
 def default_llm_threads(environ: Mapping[str, str] | None = None) -> int:
-    """Decode threads for the embedded server: $EDGE_ALIGN_LLM_THREADS, else all cores but one.
+    """Decode threads for the embedded server: $EDGE_ALIGN_LLM_THREADS, else one per core.
 
-    llama.cpp's threads wait for each other at every layer; when another process (the encoder,
-    a second request, a neighbour) takes a core, a thread per core stalls them all. Measured on
-    2 busy cores: 1.7 tokens/s with 2 threads, 16 tokens/s with 1 (OpenMP spin-waiting; the
-    server is started with OMP_WAIT_POLICY=PASSIVE, see benchmarks/llm_threads.py).
+    llama.cpp's threads meet at every layer. With OpenMP's default spin-waiting, a thread per core
+    collapses when another process takes a core; with OMP_WAIT_POLICY=PASSIVE, which the server is
+    started with unless the environment says otherwise, it does not. benchmarks/llm_threads.py,
+    Qwen2.5-Coder-0.5B on 2 busy cores (load 6-10): 2 threads passive 20.5 tokens/s, 1 thread
+    12.3; 2 threads with the default policy 1.8. Under another policy one core is left free.
     """
     env = os.environ if environ is None else environ
-    return read_number(env, ENV_THREADS, int, max(1, _available_cores() - 1), minimum=1)
+    passive = env.get("OMP_WAIT_POLICY", "PASSIVE").strip().upper() == "PASSIVE"
+    cores = _available_cores()
+    return read_number(env, ENV_THREADS, int, cores if passive else max(1, cores - 1), minimum=1)
 
 
 def prompt_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
@@ -74,6 +78,16 @@ def prompt_cache_bytes(environ: Mapping[str, str] | None = None) -> int:
     """
     env = os.environ if environ is None else environ
     return read_number(env, ENV_PROMPT_CACHE, int, 0, minimum=0) * 1024 * 1024
+
+
+def default_batch(environ: Mapping[str, str] | None = None) -> int:
+    """Prompt tokens evaluated per step: $EDGE_ALIGN_LLM_BATCH, else 512 (llama.cpp's default).
+
+    llama-cpp-python keeps a float32 logits row per batch slot, twice (llama.cpp's output buffer and
+    its own scores array): with the Qwen models' 151,936-token vocabulary that is 0.6 MB per slot.
+    """
+    env = os.environ if environ is None else environ
+    return read_number(env, ENV_BATCH, int, 512, minimum=8)
 
 
 def _default_log_dir() -> Path:
@@ -145,6 +159,7 @@ class EmbeddedLlamaServer:
         model_path: str | os.PathLike[str] | None = None,
         n_ctx: int = 2048,
         n_threads: int | None = None,
+        n_batch: int | None = None,
         cache_bytes: int | None = None,
         startup_timeout_s: float = 120.0,
         progress: bool = True,
@@ -154,6 +169,7 @@ class EmbeddedLlamaServer:
         self.model_path = Path(model_path) if model_path is not None else None
         self.n_ctx = n_ctx
         self.n_threads = n_threads or default_llm_threads()
+        self.n_batch = n_batch or default_batch()
         self.cache_bytes = prompt_cache_bytes() if cache_bytes is None else cache_bytes
         self.startup_timeout_s = startup_timeout_s
         self.progress = progress
@@ -188,6 +204,8 @@ class EmbeddedLlamaServer:
             "--n_ctx", str(self.n_ctx),
             "--n_threads", str(self.n_threads),
             "--n_threads_batch", str(self.n_threads),
+            "--n_batch", str(self.n_batch),
+            "--n_ubatch", str(self.n_batch),
         ]  # fmt: skip
         if self.cache_bytes:
             # Keeps the evaluated state of recent prompts: a new prompt that shares a prefix with one

@@ -199,7 +199,8 @@ def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
         f"Measured by `{meta['command']}` on {meta['date']} ({meta['requests']} requests, "
         f"max {meta['max_tokens']} tokens, {meta['threads']} decode thread(s), {os.cpu_count()} shared cores; "
         f"load average {meta['load_before'][0]:.1f} before, {meta['load_after'][0]:.1f} after: the cores were busy, "
-        "so read the latencies as ratios between models).",
+        "so read the latencies as ratios between models)"
+        + ("; text checks recomputed by `benchmarks/wording.py --rescore` after fixing an answer list." if meta.get("rescored_from") else "."),
         "",
         header,
         "|---|" + "---|" * len(names),
@@ -247,6 +248,35 @@ def plot(summary: dict[str, dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def rescore(saved: Path, figures: bool, out: str | None) -> int:
+    """Score a saved run's replies again with the current checks and request file (e.g. a fixed answer list).
+
+    Latencies, memory and load are the saved run's own; only the text checks are recomputed.
+    """
+    results = json.loads(saved.read_text(encoding="utf-8"))
+    answers = {row["id"]: row.get("answer") for row in read_requests(None)}
+    for name, replies in results["replies"].items():
+        for reply in replies:
+            known = answers.get(reply["id"])
+            reply["known_answer"] = has_answer(reply["text"], known) if known else None
+            reply["meta_talk"] = bool(META_TALK.search(reply["text"]))
+            reply["non_english"] = non_latin(reply["text"])
+            reply["repeated"] = repeats_a_sentence(reply["text"])
+        kept = results["models"][name]
+        run = ModelRun(name, replies=[Reply(**r) for r in replies], long_s=kept["reply_120_tokens_runs"],
+                       long_tokens=kept["reply_120_tokens_counts"], peak_rss_mb=kept["server_peak_rss_mb"],
+                       startup_s=kept["server_startup_s"])  # fmt: skip
+        load = kept["load_average_start_end"]
+        results["models"][name] = summarise(run, (load[0], load[1]))
+    results["rescored_from"] = str(saved)
+    emit("wording", results, out)
+    if figures:
+        FIGURES.mkdir(parents=True, exist_ok=True)
+        (FIGURES / "embedded-models.md").write_text(markdown(results["models"], results), encoding="utf-8")
+        plot(results["models"], FIGURES / "embedded-models.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", help="comma-separated model names (default: every model whose packages are installed)")
@@ -255,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--prompt", choices=["auto", "compact", "full"], default="auto",
                         help="answer prompt for every model (auto: the one each model's table entry names)")
     parser.add_argument("--figures", action="store_true", help="write docs/figures/embedded-models.md and .png")
+    parser.add_argument("--rescore", metavar="JSON", help="recompute the scores of a saved run's replies (no model runs)")
     parser.add_argument("--out")
     args = parser.parse_args(argv)
+    if args.rescore:
+        return rescore(Path(args.rescore), args.figures, args.out)
     home = private_home()
 
     from langchain_core.messages import HumanMessage, SystemMessage
@@ -314,14 +347,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[wording] {done}/{total} {name} {row['id']}: {first:.2f} s / {whole:.1f} s, {tokens} tok",
                       file=sys.stderr, flush=True)  # fmt: skip
         long_prompt = [SystemMessage(load_prompt("system.md")), HumanMessage(LONG_REQUEST)]
-        for name in names:
-            long_model = make_chat_model(LLMSettings(base_url=servers[name].base_url, api_key=PLACEHOLDER_API_KEY,
-                                                     model=servers[name].model_name, timeout_s=600, max_retries=0,
-                                                     max_tokens=LONG_TOKENS))  # fmt: skip
-            for _ in range(3):
-                _, tokens, _, whole = word(long_model, long_prompt)
+        long_models = {
+            name: make_chat_model(LLMSettings(base_url=servers[name].base_url, api_key=PLACEHOLDER_API_KEY,
+                                              model=servers[name].model_name, timeout_s=600, max_retries=0,
+                                              max_tokens=LONG_TOKENS))
+            for name in names
+        }
+        for _ in range(3):  # round by round, so a change of machine load hits every model alike
+            for name in names:
+                _, tokens, _, whole = word(long_models[name], long_prompt)
                 runs[name].long_s.append(whole)
                 runs[name].long_tokens.append(tokens)
+        for name in names:
             runs[name].peak_rss_mb = peak_rss_mb(servers[name].pid)
             loads[name].append(os.getloadavg()[0])
     finally:
