@@ -16,7 +16,8 @@ to the model's own embedded llama.cpp server, and cleaned as the respond node cl
 
 Per model: share of factual replies containing the known answer; replies with meta-talk ("the
 user", "the assistant"); replies with non-Latin letters (another language); replies that repeat a
-sentence; first-token and whole-reply latency; a 120-token reply (3 runs of a long-answer request
+sentence; replies retelling the prompt's instructions ("lay out the main considerations...");
+first-token and whole-reply latency; a 120-token reply (3 runs of a long-answer request
 capped at 120 tokens); the server's peak RSS (VmHWM). The load average is recorded, since the
 cores are shared. Results go to stdout, artifacts/bench/wording.json, and (with --figures)
 docs/figures/embedded-models.md and .png.
@@ -41,6 +42,12 @@ from _common import ROOT, emit, private_home
 REQUESTS = ROOT / "benchmarks" / "data" / "wording_requests.jsonl"
 FIGURES = ROOT / "docs" / "figures"
 META_TALK = re.compile(r"\bthe (user|assistant)\b|\b(user|assistant)'s\b|\bas an ai\b", re.IGNORECASE)
+# Replies that retell the prompt's own instructions or blocks instead of answering.
+PROMPT_ECHO = re.compile(
+    r"lay out the main considerations|communities listed|the request asks|the task is|help with the request"
+    r"|answer the request|the plan\b|data block|situation is empty|norms point to",
+    re.IGNORECASE,
+)
 # The plan a category calls for when the graph itself would clarify or refuse.
 CATEGORY_STYLE = {"value_laden": "pluralistic", "safe_alternative": "caveated"}
 LONG_REQUEST = "Explain in detail how to plan a small vegetable garden, step by step."
@@ -60,6 +67,7 @@ class Reply:
     total_s: float
     known_answer: bool | None
     meta_talk: bool
+    prompt_echo: bool
     non_english: bool
     repeated: bool
     error: str | None = None
@@ -156,6 +164,7 @@ def summarise(run: ModelRun, load: tuple[float, float]) -> dict[str, Any]:
         "factual_right_rate": round(sum(bool(r.known_answer) for r in factual) / max(len(factual), 1), 3),
         "meta_talk": sum(r.meta_talk for r in replies),
         "meta_talk_rate": round(sum(r.meta_talk for r in replies) / ok, 3),
+        "prompt_echo": sum(r.prompt_echo for r in replies),
         "non_english": sum(r.non_english for r in replies),
         "repeated": sum(r.repeated for r in replies),
         "first_token_median_s": median([r.first_token_s for r in replies]),
@@ -181,6 +190,7 @@ def markdown(summary: dict[str, dict[str, Any]], meta: dict[str, Any]) -> str:
     rows = [
         ("Factual requests with the known answer", lambda s: f"{s['factual_right']}/{s['factual_total']} ({100 * s['factual_right_rate']:.0f}%)"),
         ("Replies with meta-talk (\"the user\", \"the assistant\")", lambda s: f"{s['meta_talk']}/{s['replies']}"),
+        ("Replies retelling the prompt's instructions", lambda s: f"{s['prompt_echo']}/{s['replies']}"),
         ("Replies with non-Latin script", lambda s: f"{s['non_english']}/{s['replies']}"),
         ("Replies repeating a sentence", lambda s: f"{s['repeated']}/{s['replies']}"),
         ("First token, median (p90)", lambda s: f"{s['first_token_median_s']:.2f} s ({s['first_token_p90_s']:.2f} s)"),
@@ -260,6 +270,7 @@ def rescore(saved: Path, figures: bool, out: str | None) -> int:
             known = answers.get(reply["id"])
             reply["known_answer"] = has_answer(reply["text"], known) if known else None
             reply["meta_talk"] = bool(META_TALK.search(reply["text"]))
+            reply["prompt_echo"] = bool(PROMPT_ECHO.search(reply["text"]))
             reply["non_english"] = non_latin(reply["text"])
             reply["repeated"] = repeats_a_sentence(reply["text"])
         kept = results["models"][name]
@@ -340,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
                     model=name, id=row["id"], category=row["category"], request=row["text"], decision=decision,
                     text=text, tokens=tokens, first_token_s=round(first, 3), total_s=round(whole, 3),
                     known_answer=has_answer(text, row["answer"]) if row.get("answer") else None,
-                    meta_talk=bool(META_TALK.search(text)), non_english=non_latin(text),
+                    meta_talk=bool(META_TALK.search(text)), prompt_echo=bool(PROMPT_ECHO.search(text)),
+                    non_english=non_latin(text),
                     repeated=repeats_a_sentence(text), error=error,
                 ))  # fmt: skip
                 done += 1

@@ -258,10 +258,11 @@ def test_auto_gives_the_compact_prompt_only_to_the_embedded_model_whose_table_en
 ) -> None:
     embedded, endpoint = LLMSettings(), LLMSettings(base_url="http://127.0.0.1:9/v1")
     auto = Context()
-    monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", "qwen2.5-coder-0.5b")  # reads the full prompt
+    monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # reads the full prompt
     assert not uses_compact_prompt(auto, embedded, injected_model=False)
-    monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", "smollm2-135m")  # retells norm texts: compact
-    assert uses_compact_prompt(auto, embedded, injected_model=False)
+    for small in ("smollm2-135m", "qwen2.5-coder-0.5b"):  # retell norm texts and instructions: compact
+        monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", small)
+        assert uses_compact_prompt(auto, embedded, injected_model=False)
     assert not uses_compact_prompt(auto, endpoint, injected_model=False)
     assert not uses_compact_prompt(auto, embedded, injected_model=True)
     assert uses_compact_prompt(Context.validated(answer_prompt="compact"), endpoint, injected_model=False)
