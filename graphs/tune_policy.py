@@ -41,7 +41,7 @@ def main() -> None:
     base = Context.from_env()
     results: list[tuple[float, tuple[float, ...], dict[str, Any]]] = []
     for values in itertools.product(*GRID.values()):
-        setting = dict(zip(GRID, values, strict=True))
+        setting: dict[str, Any] = dict(zip(GRID, values, strict=True))
         metrics = score(predict(dev, replace(base, **setting)))
         results.append((metrics["decision"]["accuracy"], values, setting))
         print(f"{setting}: dev decision accuracy {metrics['decision']['accuracy']:.3f}", flush=True)

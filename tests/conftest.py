@@ -14,12 +14,19 @@ pytest.register_assert_rewrite("tests.support")
 
 from tests.support.reports import ARTIFACTS  # noqa: E402  (after the registration above)
 
+# The models `make install` prepared (edge-align models prepare) live in the user's data home; a test
+# session's fresh home shares them rather than joining a copy of several hundred MB.
+_user_home = Path(os.environ.get("EDGE_ALIGN_HOME") or Path.home() / ".local" / "share" / "edge-align")
+os.environ.setdefault("EDGE_ALIGN_MODELS_DIR", str(_user_home.expanduser() / "models"))
 _HOME = Path(tempfile.mkdtemp(prefix="edge-align-test-home-"))
 os.environ["EDGE_ALIGN_HOME"] = str(_HOME)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Tests that only need some reply use the fastest packaged model (about 3x the default's decoding
+# speed); tests/test_default_model.py runs the default model end to end.
+os.environ.setdefault("EDGE_ALIGN_EMBEDDED_MODEL", "smollm2-135m")
 if not os.environ.get("EDGE_ALIGN_DATA"):
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"
     if shared.is_dir():

@@ -238,7 +238,7 @@ def test_killed_while_an_answer_to_a_question_is_processed(crash_home: Path) -> 
 
 @pytest.mark.slow
 def test_killed_during_answer_generation_resumes_at_the_answer(crash_home: Path) -> None:
-    from agent.llm import embedded_server
+    from agent.llm_server import embedded_server
     from tests.support.fault_proxy import FaultMode, FaultProxy
 
     server = embedded_server()

@@ -260,10 +260,16 @@ def test_the_compact_prompt_carries_no_norm_text_and_keeps_the_request_in_its_bl
     assert "without taking a side" in str(compact)
 
 
-def test_auto_gives_the_compact_prompt_only_to_the_embedded_model() -> None:
+def test_auto_gives_the_compact_prompt_only_to_the_embedded_model_whose_table_entry_asks_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     embedded, endpoint = LLMSettings(), LLMSettings(base_url="http://127.0.0.1:9/v1")
     auto = Context()
-    assert uses_compact_prompt(auto, embedded, injected_model=False)
+    monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # reads the full prompt
+    assert not uses_compact_prompt(auto, embedded, injected_model=False)
+    for small in ("smollm2-135m", "qwen2.5-coder-0.5b"):  # retell norm texts and instructions: compact
+        monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", small)
+        assert uses_compact_prompt(auto, embedded, injected_model=False)
     assert not uses_compact_prompt(auto, endpoint, injected_model=False)
     assert not uses_compact_prompt(auto, embedded, injected_model=True)
     assert uses_compact_prompt(Context.validated(answer_prompt="compact"), endpoint, injected_model=False)

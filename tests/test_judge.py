@@ -101,7 +101,7 @@ def test_a_malformed_policy_file_names_the_field(tmp_path: Path) -> None:
     good = json.loads(POLICY_FILE.read_text())
     bad = tmp_path / "policy.json"
     bad.write_text(json.dumps({**good, "question_value": {**good["question_value"], "value": 3}}))
-    with pytest.raises(PolicyConfigError, match="question_value.value"):
+    with pytest.raises(PolicyConfigError, match=r"question_value\.value"):
         read_policy_config(bad)
     costs = json.loads(json.dumps(good))
     costs["judge"]["costs"]["answer"]["answer"] = 2.0

@@ -13,24 +13,24 @@ import pytest
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage, SystemMessage
 from pydantic import SecretStr
 
+from agent.embedded_models import selected_model
 from agent.llm import (
-    EMBEDDED_MODEL_NAME,
-    EmbeddedLlamaServer,
     EmbeddedServerError,
     LLMConfigError,
     LLMFailure,
     LLMSettings,
     LLMUnavailableError,
-    default_llm_threads,
-    embedded_server,
     generate,
     make_chat_model,
     resolve_settings,
     stream,
 )
+from agent.llm_server import EmbeddedLlamaServer, default_llm_threads, embedded_server
 from tests.support.fault_proxy import FaultMode, FaultProxy
 
 pytest_plugins = ["tests.support.llm_server"]
+
+EMBEDDED_MODEL_NAME = selected_model().alias
 
 SECRET = "sk-test-SECRET123"
 MESSAGES = [
@@ -123,9 +123,11 @@ def test_openai_needs_a_key_and_a_model() -> None:
         LLMSettings.from_env({"EDGE_ALIGN_LLM_BASE_URL": "https://api.openai.com/v1", "OPENAI_API_KEY": SECRET})
 
 
-def test_decode_threads_leave_a_core_free_unless_configured() -> None:
+def test_decode_threads_use_every_core_with_passive_waiting_unless_configured() -> None:
+    cores = len(os.sched_getaffinity(0))
     assert default_llm_threads({"EDGE_ALIGN_LLM_THREADS": "3"}) == 3
-    assert 1 <= default_llm_threads({}) <= max(1, (os.cpu_count() or 1) - 1)
+    assert default_llm_threads({}) == cores  # the server is started with OMP_WAIT_POLICY=PASSIVE
+    assert default_llm_threads({"OMP_WAIT_POLICY": "ACTIVE"}) == max(1, cores - 1)  # spinning: leave one free
     with pytest.raises(LLMConfigError, match="EDGE_ALIGN_LLM_THREADS"):
         default_llm_threads({"EDGE_ALIGN_LLM_THREADS": "all"})
 

@@ -13,7 +13,8 @@ import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 from langgraph.checkpoint.memory import InMemorySaver
 
-from agent.llm import EmbeddedLlamaServer, generate
+from agent.llm import generate
+from agent.llm_server import EmbeddedLlamaServer
 from agent.norms import NormEvidence
 from agent.reply_plan import Fact, PerspectiveRule, ShownReason, Verdict, build_plan, perspectives
 from graphs import Context

@@ -26,7 +26,7 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 from langgraph.types import Command
 
-from agent.llm import EmbeddedLlamaServer
+from agent.llm_server import EmbeddedLlamaServer
 from graphs import builder
 from graphs.context import Context
 from memory.backends import (

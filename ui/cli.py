@@ -41,18 +41,54 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     agent = EdgeAlign(_context(args))
     thread_id = args.thread or new_thread_id()
-    result = agent.ask(args.message, thread_id=thread_id, user_id=args.user)
     if args.json:
-        _print_json(result.to_json())
+        _print_json(agent.ask(args.message, thread_id=thread_id, user_id=args.user).to_json())
         return 0
-    print(result.reply)
+    result = _print_turn(agent, args.message, thread_id, args.user)
     if result.question:
-        for option in result.question.get("options", []):
-            print(f"  - {option}")
         print(f'\n(answer with: edge-align ask --thread {thread_id} "<your answer>")', file=sys.stderr)
     else:
         print(f"\n[{result.decision}] thread {thread_id}", file=sys.stderr)
     return 0
+
+
+def _print_turn(agent: Any, message: str, thread_id: str, user_id: str | None) -> Any:
+    """Run one turn, printing the answer's tokens as the model writes them; returns the TurnResult.
+
+    Streamed text is the model's part; what the graph adds after it (perspectives, assumptions) and
+    replies that are not generated (questions, refusals, endpoint failures) are printed whole.
+    """
+    streamed = ""
+    result = None
+    for kind, payload in agent.stream(message, thread_id, user_id=user_id):
+        if kind == "token":
+            streamed += payload
+            print(payload, end="", flush=True)
+        elif kind == "result":
+            result = payload
+    assert result is not None
+    if not streamed:
+        print(result.reply)
+    else:
+        # The graph cleans the model's text (a cut-off last sentence dropped, echoed tags removed) and
+        # appends parts of its own (perspectives, assumptions): print what the stream has not shown.
+        shown = _shared_prefix(streamed.strip(), result.reply)
+        if not shown:  # nothing in common: a failure message, or text the cleaning rewrote
+            print()
+        print(result.reply[shown:])
+    for option in (result.question or {}).get("options", []):
+        print(f"  - {option}")
+    return result
+
+
+def _shared_prefix(first: str, second: str) -> int:
+    """How many leading characters two texts share."""
+    shared = 0
+    for a, b in zip(first, second, strict=False):
+        if a != b:
+            break
+        shared += 1
+    return shared
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
@@ -70,15 +106,7 @@ def cmd_chat(args: argparse.Namespace) -> int:
         if message.strip().lower() in {"quit", "exit"}:
             return 0
         try:
-            for kind, payload in agent.stream(message, thread_id, user_id=args.user):
-                if kind == "token":
-                    print(payload, end="", flush=True)
-                elif kind == "result":
-                    if payload.decision != "answer" or payload.llm_error or not payload.reply:
-                        print(payload.reply, end="")
-                    print()
-                    for option in (payload.question or {}).get("options", []):
-                        print(f"  - {option}")
+            _print_turn(agent, message, thread_id, args.user)
         except InvalidMessageError as problem:
             print(f"edge-align: {problem}", file=sys.stderr)
 
@@ -198,9 +226,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _extra_commands() -> list[Callable[[Any], None]]:
     """Subcommands that live in their own modules, keeping this file small."""
-    from ui import data_commands, eval_commands, serve_commands, transcript_commands
+    from ui import data_commands, eval_commands, model_commands, serve_commands, transcript_commands
 
-    return [eval_commands.register, transcript_commands.register, data_commands.register, serve_commands.register]
+    return [
+        eval_commands.register,
+        transcript_commands.register,
+        data_commands.register,
+        model_commands.register,
+        serve_commands.register,
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

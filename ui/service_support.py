@@ -17,13 +17,16 @@ def valid_thread_id(value: Any) -> str | None:
 
 def warm_llm(context: Any) -> None:
     """Start the embedded model now, so the first answer does not wait for it; failures show per turn."""
-    from agent.llm import LLMSettings, LLMUnavailableError, embedded_server
+    from agent.llm import LLMSettings, LLMUnavailableError
+    from agent.llm_server import embedded_server
+    from prompts import load_prompt
 
     if context.llm_base_url is not None or not context.generate_text:
         return
     if not LLMSettings.from_env().is_embedded:
         return
     try:
-        embedded_server()
+        # Evaluating the fixed system prompt now spares the first visitor's answer that much prompt work.
+        embedded_server().warm_up(load_prompt("system.md"))
     except LLMUnavailableError as problem:
         print(f"[edge-align] the embedded model did not start ({problem}); answers will say so", file=sys.stderr)

@@ -218,7 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for k in plan:
         started = time.perf_counter()
         train_all = np.ones(len(table.rows), dtype=bool) if k is None else fold != k
-        chosen = capped(table.rows, np.flatnonzero(train_all), args.seed)
+        chosen = capped(table.rows, [int(i) for i in np.flatnonzero(train_all)], args.seed)
         mask = np.zeros(len(table.rows), dtype=bool)
         mask[chosen] = True
         weights = {t: sample_weights(table.rows, t, mask & labelled(table.rows, t), table.augmented) for t in TASKS}

@@ -61,6 +61,7 @@ class FaultProxy(Service):
         self._fault = _Fault(FaultMode.PASS, 0.0, None, 4)
         self._faults_served = 0
         self.requests_seen = 0
+        self.requests: list[tuple[str, str, bytes]] = []  # method, path, body of every request received
         self.unexpected_errors: list[str] = []
         self.stopping = threading.Event()
         self.slots = threading.BoundedSemaphore(MAX_CONCURRENT_REQUESTS)
@@ -185,6 +186,8 @@ class _ProxyHandler(BaseHTTPRequestHandler):
             self._reply_json(413, {"error": {"message": "request too large"}})
             return
         body = self.rfile.read(length) if length else b""
+        with proxy._lock:
+            proxy.requests.append((self.command, self.path, body))
         wants_stream = _wants_stream(body)
         fault = proxy.take()
         mode = fault.mode

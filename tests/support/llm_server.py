@@ -1,7 +1,7 @@
 """pytest fixtures for the embedded language model: one llama.cpp server per test session.
 
 Use from a test module with ``pytest_plugins = ["tests.support.llm_server"]``. The session server
-is the process-wide ``agent.llm.embedded_server()``, so code under test that resolves the default
+is the process-wide ``agent.llm_server.embedded_server()``, so code under test that resolves the default
 settings talks to the same server instead of starting a second one.
 """
 
@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.llm import EmbeddedLlamaServer, LLMSettings, embedded_server
+from agent.llm import LLMSettings
+from agent.llm_server import EmbeddedLlamaServer, embedded_server
 from tests.support.fault_proxy import FaultMode, FaultProxy
 
 

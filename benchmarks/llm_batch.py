@@ -1,0 +1,101 @@
+"""Prompt batch size of the embedded server: memory against prompt-evaluation time.
+
+    .venv/bin/python benchmarks/llm_batch.py [--model qwen2.5-coder-0.5b] [--runs 3] [--batches 512,128,64]
+
+llama-cpp-python keeps a float32 logits row per batch slot twice (llama.cpp's output buffer and its
+own scores array); with the Qwen models' 151,936-token vocabulary a 512-token batch costs about
+600 MB. For each batch size this starts the model's own server, words the same ~300-token prompt
+``--runs`` times (interleaved round by round, a different opening each run) and reports the first
+token, decoding speed and the server's peak RSS (VmHWM), with the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+from pathlib import Path
+
+from _common import emit, private_home
+from llm_threads import FILLER
+
+
+def vm_hwm_mb(pid: int | None) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="a packaged model name (default: the table's default)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--batches", default="512,128,64")
+    parser.add_argument("--out")
+    args = parser.parse_args(argv)
+    home = private_home()
+
+    from langchain_core.messages import HumanMessage, SystemMessage
+
+    from agent.embedded_models import load_registry
+    from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model, stream
+    from agent.llm_server import EmbeddedLlamaServer
+    from prompts import load_prompt
+
+    registry = load_registry()
+    model = registry.get(args.model or registry.default)
+    system = load_prompt("system.md")
+    servers = {}
+    samples: dict[int, dict[str, list[float]]] = {}
+    load_before = os.getloadavg()
+    try:
+        for batch in [int(b) for b in args.batches.split(",")]:
+            server = EmbeddedLlamaServer(home / "logs", model=model, n_batch=batch, progress=False).start()
+            server.warm_up(system)
+            chat = make_chat_model(LLMSettings(base_url=server.base_url, api_key=PLACEHOLDER_API_KEY,
+                                               model=server.model_name, timeout_s=600, max_tokens=64,
+                                               max_retries=0))  # fmt: skip
+            servers[batch] = (server, chat)
+            samples[batch] = {"first_token_s": [], "decode_tokens_per_s": []}
+        for run in range(args.runs):
+            for batch, (_, chat) in servers.items():
+                prompt = [SystemMessage(system),
+                          HumanMessage(f"Week {run}, plan {batch}. {FILLER * 2} Which day should I start the report?")]
+                started = time.perf_counter()
+                first = None
+                tokens = 0
+                for _piece in stream(chat, prompt):
+                    tokens += 1
+                    if first is None:
+                        first = time.perf_counter()
+                finished = time.perf_counter()
+                assert first is not None
+                samples[batch]["first_token_s"].append(round(first - started, 3))
+                if tokens > 1:
+                    samples[batch]["decode_tokens_per_s"].append(round((tokens - 1) / (finished - first), 2))
+        peaks = {batch: round(vm_hwm_mb(server.pid), 1) for batch, (server, _) in servers.items()}
+    finally:
+        for server, _ in servers.values():
+            server.stop()
+    results = {
+        "model": model.name,
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "batches": {
+            str(batch): {
+                "first_token_median_s": statistics.median(values["first_token_s"]),
+                "decode_tokens_per_s_median": statistics.median(values["decode_tokens_per_s"] or [0.0]),
+                "server_peak_rss_mb": peaks[batch],
+                **values,
+            }
+            for batch, values in samples.items()
+        },
+    }
+    emit("llm_batch", results, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
