@@ -50,6 +50,11 @@ class MiniLMEncoder:
             )
         return np.asarray(vectors, dtype=np.float32)
 
+    @property
+    def sentence_model(self) -> Any:
+        """The underlying SentenceTransformer (the judge's encoder runs its tuned top layers over it)."""
+        return self._model
+
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
 

@@ -36,12 +36,15 @@ DECISIONS = ("answer", "clarify", "refuse")
 # DECISION_COSTS[truth][action]: what a wrong action costs, in units of one needless question.
 # Stated, not fitted: answering a request that should be refused is the worst outcome (8); refusing
 # one that should be answered or clarified costs a user their help (4); asking about a harmful request
-# still lets it through in the end (6); a missing question costs a little more than a needless one
-# (1.5 vs 1), since an answer to the wrong reading is wasted.
+# still lets it through in the end (6). A needless question costs more than a missing one (1.5 vs 1):
+# the agent's answer to an underspecified request states what it assumed, so it is still of use,
+# while a needless question always costs the person a turn. (The first version had them the other
+# way round, 1 vs 1.5; reading its out-of-fold errors, it asked before answering plain factual
+# questions such as "What is the capital of France?".)
 DECISION_COSTS: dict[str, dict[str, float]] = {
     "refuse": {"answer": 8.0, "clarify": 6.0, "refuse": 0.0},
-    "clarify": {"answer": 1.5, "clarify": 0.0, "refuse": 4.0},
-    "answer": {"answer": 0.0, "clarify": 1.0, "refuse": 4.0},
+    "clarify": {"answer": 1.0, "clarify": 0.0, "refuse": 4.0},
+    "answer": {"answer": 0.0, "clarify": 1.5, "refuse": 4.0},
 }
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from agent.encoder import EMBEDDING_DIM
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's own limit
+LAYERS_FILE = Path(__file__).resolve().parent / "models" / "judge_layers.pt"
 
 
 def mean_pool(hidden: Any, attention_mask: Any) -> Any:

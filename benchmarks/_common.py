@@ -56,3 +56,22 @@ def emit(name: str, results: dict[str, Any], out: str | None = None) -> None:
     target = Path(out) if out else ROOT / "artifacts" / "bench" / f"{name}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text + "\n", encoding="utf-8")
+
+
+def timed_stream(chat: Any, prompt: Any) -> tuple[float, float | None]:
+    """Stream one reply: (seconds to the first token, decoding tokens/s after it; None for one token)."""
+    import time
+
+    from agent.llm import stream
+
+    started = time.perf_counter()
+    first = None
+    tokens = 0
+    for _piece in stream(chat, prompt):
+        tokens += 1
+        if first is None:
+            first = time.perf_counter()
+    finished = time.perf_counter()
+    assert first is not None, "the model streamed nothing"
+    rate = round((tokens - 1) / (finished - first), 2) if tokens > 1 else None
+    return round(first - started, 3), rate

@@ -14,10 +14,9 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from pathlib import Path
 
-from _common import emit, private_home
+from _common import emit, private_home, timed_stream
 from llm_threads import FILLER
 
 
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from langchain_core.messages import HumanMessage, SystemMessage
 
     from agent.embedded_models import load_registry
-    from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model, stream
+    from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model
     from agent.llm_server import EmbeddedLlamaServer
     from prompts import load_prompt
 
@@ -63,18 +62,10 @@ def main(argv: list[str] | None = None) -> int:
             for batch, (_, chat) in servers.items():
                 prompt = [SystemMessage(system),
                           HumanMessage(f"Week {run}, plan {batch}. {FILLER * 2} Which day should I start the report?")]
-                started = time.perf_counter()
-                first = None
-                tokens = 0
-                for _piece in stream(chat, prompt):
-                    tokens += 1
-                    if first is None:
-                        first = time.perf_counter()
-                finished = time.perf_counter()
-                assert first is not None
-                samples[batch]["first_token_s"].append(round(first - started, 3))
-                if tokens > 1:
-                    samples[batch]["decode_tokens_per_s"].append(round((tokens - 1) / (finished - first), 2))
+                first_token_s, rate = timed_stream(chat, prompt)
+                samples[batch]["first_token_s"].append(first_token_s)
+                if rate is not None:
+                    samples[batch]["decode_tokens_per_s"].append(rate)
         peaks = {batch: round(vm_hwm_mb(server.pid), 1) for batch, (server, _) in servers.items()}
     finally:
         for server, _ in servers.values():

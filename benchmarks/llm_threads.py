@@ -15,9 +15,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 
-from _common import emit, private_home
+from _common import emit, private_home, timed_stream
 
 SETTINGS = [(1, "PASSIVE"), (2, "PASSIVE"), (1, ""), (2, "")]  # "": OpenMP's default policy
 FILLER = (
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from langchain_core.messages import HumanMessage, SystemMessage
 
     from agent.embedded_models import load_registry
-    from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model, stream
+    from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model
     from agent.llm_server import EmbeddedLlamaServer
     from prompts import load_prompt
 
@@ -64,18 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         for run in range(args.runs):
             for key, (_, chat) in servers.items():
                 prompt = [system, HumanMessage(f"Week {run} of {key}. {FILLER * 2} Which day should I start the report?")]
-                started = time.perf_counter()
-                first = None
-                tokens = 0
-                for _piece in stream(chat, prompt):
-                    tokens += 1
-                    if first is None:
-                        first = time.perf_counter()
-                finished = time.perf_counter()
-                assert first is not None
-                samples[key]["first_token_s"].append(round(first - started, 3))
-                if tokens > 1:
-                    samples[key]["decode_tokens_per_s"].append(round((tokens - 1) / (finished - first), 2))
+                first_token_s, rate = timed_stream(chat, prompt)
+                samples[key]["first_token_s"].append(first_token_s)
+                if rate is not None:
+                    samples[key]["decode_tokens_per_s"].append(rate)
     finally:
         for server, _ in servers.values():
             server.stop()

@@ -111,10 +111,16 @@ def detect_conflict(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     clauses = request_clauses(request)
     options = extract_options(request)
     option_texts = [option_text(request, o) for o in options] if len(options) >= 2 else []
-    vectors = res.encoder.encode([text, *clauses, *option_texts])
+    texts = [text, *clauses, *option_texts]
+    if res.judge_encoder is not None and judge is res.judge:
+        # One pass through MiniLM gives both: the packaged embedding and the judge's tuned one.
+        vectors, judge_vectors = res.judge_encoder.encode_pair(texts)
+    else:
+        vectors = res.encoder.encode(texts)
+        judge_vectors = vectors
     embedding = vectors[0]
     clause_vectors = vectors[1 : 1 + len(clauses)]
-    verdict = judge.verdict(embedding, clause_vectors if clauses else None)
+    verdict = judge.verdict(judge_vectors[0], judge_vectors[1 : 1 + len(clauses)] if clauses else None)
     scorer = res.value_scorers[ctx.value_model]
     probs = scorer.predict_proba(embedding[None, :])[0]
     conflict = res.conflict.assess(

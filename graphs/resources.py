@@ -41,6 +41,9 @@ class Resources:
     home: Path
     question_bank: QuestionBank | None  # ClariQ's bank when the data directory has it
     judge: Judge
+    # MiniLM with the judge's fine-tuned top layers, when the shipped heads were fitted on its embedding;
+    # None when they read the packaged model's embedding.
+    judge_encoder: Any
     task_questions: TaskQuestionBank | None  # IN3's vague tasks and their questions, when the data has them
 
 
@@ -77,6 +80,15 @@ def _task_questions(encoder: Encoder) -> TaskQuestionBank | None:
         return None
 
 
+def _judge_encoder(encoder: Any, judge: Judge) -> Any:
+    """The tuned-layer encoder the shipped heads need, or None when they read the packaged embedding."""
+    from agent.judge_encoder import LAYERS_FILE, JudgeEncoder
+
+    if not judge.heads.encoder.startswith(JudgeEncoder.name):
+        return None
+    return JudgeEncoder.from_files(encoder.sentence_model, LAYERS_FILE)
+
+
 def _question_bank(encoder: Encoder) -> QuestionBank | None:
     """ClariQ's question bank is research data that is not shipped: without it, intent questions use a template."""
     try:
@@ -93,6 +105,7 @@ def _load(home: Path) -> Resources:
     encoder = load_encoder()
     store = open_norm_store(norm_index_path(home), encoder=encoder)
     report = index_norms(store, home)
+    judge = Judge.load()
     constraints = ConstraintBook.load()
     constraints.prepare(encoder)
     resources = Resources(
@@ -106,7 +119,8 @@ def _load(home: Path) -> Resources:
         pack_versions={**report.unchanged, **report.added},
         home=home,
         question_bank=_question_bank(encoder),
-        judge=Judge.load(),
+        judge=judge,
+        judge_encoder=_judge_encoder(encoder, judge),
         task_questions=_task_questions(encoder),
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")

@@ -19,12 +19,12 @@ import json
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.judge import TASKS
+from agent.judge_encoder import LAYERS_FILE
 from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
 from agent.training.train_judge import (
     FOLDS,
@@ -39,8 +39,6 @@ from agent.training.train_judge import (
     sigmoid,
 )
 
-MODELS_DIR = Path(__file__).resolve().parents[1] / "models"
-LAYERS_FILE = MODELS_DIR / "judge_layers.pt"
 MAX_TOKENS = 128  # training texts are cut here (the longest sources are narratives; the ask comes first)
 CAP_PER_SOURCE_CLASS = 1500  # AmbigNQ alone has 10,034 questions: a sample keeps an epoch short
 BATCH = 32
@@ -81,7 +79,8 @@ class Precomputed:
         import torch
 
         out = []
-        with torch.inference_mode():
+        # no_grad, not inference_mode: the cached tensors feed the tuned layers' autograd later.
+        with torch.no_grad():
             for start in range(0, len(order), batch):
                 idx = list(order[start : start + batch])
                 features = self.st.tokenizer(

@@ -251,6 +251,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out (faster)")
     parser.add_argument("--dry-run", action="store_true", help="measure only; write no artefacts")
+    parser.add_argument("--encoder", choices=("frozen", "tuned"), default="frozen",
+                        help="the packaged MiniLM, or MiniLM with the fine-tuned top layers of agent/models/judge_layers.pt")
     parser.add_argument("--quick", action="store_true", help="cross-validate and write the heads only (no decision, "
                         "wrapper or leave-one-source-out measurements, no report)")
     args = parser.parse_args(argv)
@@ -261,9 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rows = load_rows(args.data_dir)
     log(f"{len(rows)} labelled requests from {len({r.source for r in rows})} sources")
-    encoder = load_encoder()
-    x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
-    link_near_duplicates(rows, x_orig)
+    packaged = load_encoder()
+    x_packaged = embed_texts([r.text for r in rows], packaged, label="judge rows")
+    link_near_duplicates(rows, x_packaged)  # near-duplicates are judged on the packaged model in both cases
+    encoder: Any = packaged if args.encoder == "frozen" else TunedView(packaged)
+    x_orig = x_packaged if args.encoder == "frozen" else embed_texts([r.text for r in rows], encoder, label="judge rows")
     wrappers = load_wrappers()
     extra, origin = augmented_rows(rows, wrappers["train"], args.seed)
     x_extra = embed_texts([r.text for r in extra], encoder, label="judge wrapped rows")
@@ -298,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         heads = fit_all(table, np.ones(len(table.rows), dtype=bool))
         JudgeHeads(encoder=encoder.name, coef={t: heads[t][0] for t in TASKS}, bias={t: heads[t][1] for t in TASKS},
                    platt={t: calibration[t] for t in TASKS}).save(JUDGE_HEADS_FILE)
-        log(f"wrote {JUDGE_HEADS_FILE.name} (quick: no report)")
+        write_policy()
+        log(f"wrote {JUDGE_HEADS_FILE.name} and the costs in agent/data/policy.json (quick: no report)")
         return 0
 
     # Three-way decision, out of fold, on every row with a decision label.
@@ -351,12 +356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.dry_run:
         shipped.save(JUDGE_HEADS_FILE)
         JUDGE_REPORT_FILE.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        update_policy_file({"judge": {
-            "written_by": "python -m agent.training.train_judge",
-            "rule": "the least expected cost of answer / clarify / refuse under the calibrated p(harmful) and "
-            "p(clarify); the cut points are implied by the costs, not searched",
-            **thresholds,
-        }})
+        write_policy()
         reliability_figure(table, probs, FIGURE)
         log(f"wrote {JUDGE_HEADS_FILE.name}, {JUDGE_REPORT_FILE.name}, agent/data/policy.json, {FIGURE.name}")
     print(json.dumps(report, indent=2))
@@ -387,6 +387,30 @@ def clause_max(
         p = float(sigmoid(platt_ab[0] * (vector @ coef + bias) + platt_ab[1]))
         out[j] = max(out[j], p)
     return out
+
+
+class TunedView:
+    """The judge embedding of MiniLM with the shipped fine-tuned top layers, as a plain encoder."""
+
+    def __init__(self, packaged: Any) -> None:
+        import hashlib
+
+        from agent.judge_encoder import LAYERS_FILE, JudgeEncoder
+
+        self._encoder = JudgeEncoder.from_files(packaged.sentence_model, LAYERS_FILE)
+        self.name = f"{JudgeEncoder.name}-{hashlib.sha256(LAYERS_FILE.read_bytes()).hexdigest()[:12]}"
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encoder.encode_pair(texts)[1]
+
+
+def write_policy() -> None:
+    update_policy_file({"judge": {
+        "written_by": "python -m agent.training.train_judge",
+        "rule": "the least expected cost of answer / clarify / refuse under the calibrated p(harmful) and "
+        "p(clarify); the cut points are implied by the costs, not searched",
+        **decision_thresholds(DECISION_COSTS),
+    }})
 
 
 def heldout_wrapper_check(
