@@ -216,22 +216,9 @@ def _bank_question(state: State, home: str | None) -> dict[str, Any] | None:
     return {"question": text, "options": options, "about": INTENT}
 
 
-def _task_question(state: State, home: str | None) -> dict[str, Any] | None:
-    """What the closest vague IN3 task was missing, asked with its answer options."""
-    bank = get_resources(home).task_questions
-    if bank is None:
-        return None
-    found = bank.nearest(np.asarray(state["embedding"], dtype=np.float32))
-    if found is None:
-        return None
-    return {"question": found.question, "options": list(found.options), "about": INTENT}
-
-
 def _question(state: State, about: str, home: str | None = None) -> dict[str, Any]:
     if about == INTENT:
-        # IN3's questions name a missing detail and come with options; ClariQ's were written for web
-        # search topics. The first that fits wins.
-        from_bank = _task_question(state, home) or _bank_question(state, home)
+        from_bank = _bank_question(state, home)
         if from_bank:
             return from_bank
     templates = load_prompt_data("clarify_questions.yaml")

@@ -18,7 +18,6 @@ from agent.domains import DomainDetector
 from agent.encoder import Encoder, load_encoder
 from agent.judge import Judge
 from agent.question_bank import QuestionBank, QuestionBankMissingError
-from agent.task_questions import TaskQuestionBank, TaskQuestionsMissingError
 from agent.value_model import ValueScorer, load_value_scorer
 from memory.norm_pack import load_packs, shipped_packs_dir
 from memory.norm_store import NormStore, open_norm_store
@@ -44,7 +43,6 @@ class Resources:
     # MiniLM with the judge's fine-tuned top layers, when the shipped heads were fitted on its embedding;
     # None when they read the packaged model's embedding.
     judge_encoder: Any
-    task_questions: TaskQuestionBank | None  # IN3's vague tasks and their questions, when the data has them
 
 
 def _progress(message: str) -> None:
@@ -69,15 +67,6 @@ def index_norms(store: NormStore, home: Path, *, show_progress: bool = True) -> 
             _progress(f"indexing norms {done}/{total}")
 
     return store.index_packs(packs, progress=report)
-
-
-def _task_questions(encoder: Encoder) -> TaskQuestionBank | None:
-    """IN3 is read from the data directory: without it, intent questions come from ClariQ's bank or a template."""
-    try:
-        return TaskQuestionBank.load(encoder)
-    except TaskQuestionsMissingError:
-        _progress("IN3 tasks not found: questions about vague tasks will use the generic template")
-        return None
 
 
 def _judge_encoder(encoder: Any, judge: Judge) -> Any:
@@ -121,7 +110,6 @@ def _load(home: Path) -> Resources:
         question_bank=_question_bank(encoder),
         judge=judge,
         judge_encoder=_judge_encoder(encoder, judge),
-        task_questions=_task_questions(encoder),
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")
     return resources
