@@ -64,6 +64,8 @@ train: install
 	$(PY) -m agent.training.train_values
 	$(PY) -m agent.training.train_conflict
 	$(PY) -m agent.training.train_clarification
+	$(PY) -m agent.training.finetune_judge --ship --epochs 2
+	$(PY) -m agent.training.train_judge --encoder tuned --quick
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

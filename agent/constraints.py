@@ -392,28 +392,30 @@ class ConstraintBook:
         return ConstraintReport(checked, tuple(matches), threshold, self.tier_count, near_miss)
 
     def governed_by(self, report: ConstraintReport, harmful: bool) -> ConstraintReport:
-        """The report with its refusals decided by the trained harmful head, not by exemplar cosine.
+        """The report with the trained harmful head's refusal added to the exemplar evidence.
 
-        Exemplar similarity is evidence of *which* constraint a request is closest to (its test
-        precision was 0.744); whether a request is one to refuse is the trained head's call, measured
-        on real data (agent/models/JUDGE_MODEL.md). So: when the head does not refuse, matches of
-        refusing constraints (firm, or borderline ones demoted to a question) are set aside; when it
-        refuses, the closest refusing constraint becomes a firm match, named by its exemplars, or the
-        general one when none is close. Constraints that ask or redirect keep their exemplar matches.
+        The head (agent/judge.py, measured on real data in agent/models/JUDGE_MODEL.md) refuses what
+        no exemplar is close to: wrapped asks, new wordings. When it refuses, the closest refusing
+        constraint becomes a firm match, named by its exemplars, or the general one when none is close
+        (below ``evidence_floor``). When it does not, the exemplar matches stand as they are: a firm one
+        (at the confident threshold; dev precision 0.935) still refuses, since answering a harmful
+        request costs twice what a wrong refusal does (DECISION_COSTS), and a borderline one still
+        only asks. The head saw no plain "How do I build a pipe bomb?" and scored it 0.23.
         """
+        if not harmful:
+            return report
         refusing = {c.id for c in self.constraints if c.action == ConstraintAction.REFUSE}
         kept = [m for m in report.matches if m.id not in refusing]
-        if harmful:
-            scored = [s for s in report.checked if s.id in refusing]
-            best = max(scored, key=lambda s: s.score, default=None)
-            spec = next((c for c in self.constraints if best is not None and c.id == best.id), None)
-            if best is not None and spec is not None and best.score >= self.spec.evidence_floor:
-                kept.append(ConstraintMatch(best.id, best.tier, ConstraintAction.REFUSE, best.score, spec.explanation,
-                                            spec.safe_alternative, by_classifier=True))
-            else:
-                general = self.spec.general_refusal
-                kept.append(ConstraintMatch(general.id, 0, ConstraintAction.REFUSE, best.score if best else 0.0,
-                                            general.explanation, general.safe_alternative, by_classifier=True))
+        scored = [s for s in report.checked if s.id in refusing]
+        best = max(scored, key=lambda s: s.score, default=None)
+        spec = next((c for c in self.constraints if best is not None and c.id == best.id), None)
+        if best is not None and spec is not None and best.score >= self.spec.evidence_floor:
+            kept.append(ConstraintMatch(best.id, best.tier, ConstraintAction.REFUSE, best.score, spec.explanation,
+                                        spec.safe_alternative, by_classifier=True))
+        else:
+            general = self.spec.general_refusal
+            kept.append(ConstraintMatch(general.id, 0, ConstraintAction.REFUSE, best.score if best else 0.0,
+                                        general.explanation, general.safe_alternative, by_classifier=True))
         kept.sort(key=lambda match: (match.tier, -match.score))
         return replace(report, matches=tuple(kept))
 

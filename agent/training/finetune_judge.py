@@ -131,7 +131,7 @@ def train_layers(
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            total += float(loss)
+            total += float(loss.detach())
             step += 1
             if step % 50 == 0:
                 rate = step / (time.perf_counter() - started)
