@@ -47,6 +47,14 @@ def main() -> None:
             for step, ms in result.timings_ms.items():
                 per_step.setdefault(step, []).append(ms)
 
+    results = {
+        "decision_path": summary(decision),
+        "decision_path_steps_median_ms": {k: summary(v)["median_ms"] for k, v in per_step.items()},
+        "resources_startup_s": round(startup_s, 1),
+    }
+    if args.whole_rounds < 1:  # --whole-rounds 0: the decision path alone, no LLM server
+        emit("turn_latency", results, args.out)
+        return
     whole_agent = EdgeAlign(replace(decision_ctx, generate_text=True))
     t0 = time.perf_counter()
     whole_agent.ask(MESSAGES[0], thread_id=new_thread_id())  # starts the embedded LLM server
@@ -61,11 +69,9 @@ def main() -> None:
     emit(
         "turn_latency",
         {
-            "decision_path": summary(decision),
-            "decision_path_steps_median_ms": {k: summary(v)["median_ms"] for k, v in per_step.items()},
+            **results,
             "whole_turn": summary(whole),
             "whole_over_decision_median_ratio": round(summary(whole)["median_ms"] / summary(decision)["median_ms"], 1),
-            "resources_startup_s": round(startup_s, 1),
             "llm_first_turn_incl_server_start_s": round(llm_startup_s, 1),
         },
         args.out,
