@@ -218,6 +218,10 @@ def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool =
     return " ".join(kept[:MAX_WORDED_SENTENCES]).strip()
 
 
+# What the prompt's empty data blocks say; a small model copies them into its wording.
+PLACEHOLDERS = ("(nothing stated)", "(none)")
+
+
 def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: str = "") -> str:
     """The reply: the direct answer, the model's wording, then what the wording left out.
 
@@ -225,6 +229,8 @@ def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: s
     """
     words = _words()
     answer = direct_answer(plan)
+    for placeholder in PLACEHOLDERS:
+        wording = wording.replace(placeholder, " ")
     wording = clean_wording(
         wording, [*echoes, *(fact_text(f) for f in plan.known), answer], take_no_side=plan.style == "pluralistic"
     )
@@ -265,12 +271,12 @@ def answer_prompt(
     ``compact`` leaves the norms out, for a model too small to read them as guidance rather than
     as a story to retell: they reach the reply through ``compose`` instead.
     """
-    situation = "\n".join(fact_text(f) for f in plan.known) or "(nothing stated)"
+    situation = "\n".join(fact_text(f) for f in plan.known) or PLACEHOLDERS[0]
     blocks = {
         "request_block": data_block("question", conversation),
         "context_block": data_block("situation", situation),
-        "answer_block": data_block("decided answer", direct_answer(plan) or "(none)"),
-        "safeguards_block": data_block("safeguards", "\n".join(plan.safeguards) or "(none)"),
+        "answer_block": data_block("decided answer", direct_answer(plan) or PLACEHOLDERS[1]),
+        "safeguards_block": data_block("safeguards", "\n".join(plan.safeguards) or PLACEHOLDERS[1]),
     }
     if not compact:
         blocks["norms_block"] = data_block("community norms", norm_lines(norms, plan.followed))

@@ -353,11 +353,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     report["seconds"] = round(time.perf_counter() - started, 1)
     report["costs"] = DECISION_COSTS
     report["thresholds"] = thresholds
+    # The diagram is a measurement, so a dry run draws it too (of the encoder it ran on).
+    reliability_figure(table, probs, FIGURE if args.encoder == "tuned" else FIGURE.with_name("judge_reliability_frozen.png"))
     if not args.dry_run:
         shipped.save(JUDGE_HEADS_FILE)
         JUDGE_REPORT_FILE.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         write_policy()
-        reliability_figure(table, probs, FIGURE)
         log(f"wrote {JUDGE_HEADS_FILE.name}, {JUDGE_REPORT_FILE.name}, agent/data/policy.json, {FIGURE.name}")
     print(json.dumps(report, indent=2))
     return 0
