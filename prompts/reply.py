@@ -271,12 +271,21 @@ def answer_prompt(
     ``compact`` leaves the norms out, for a model too small to read them as guidance rather than
     as a story to retell: they reach the reply through ``compose`` instead.
     """
-    situation = "\n".join(fact_text(f) for f in plan.known) or PLACEHOLDERS[0]
+    situation = "\n".join(fact_text(f) for f in plan.known)
+    answer = direct_answer(plan)
+    # The compact prompt leaves empty blocks out: given "decided answer: (none)", the 0.5B model declined
+    # to answer "What is the capital of France?" ("I don't have enough information..."). The full
+    # prompt keeps every block, so a configured model always sees the same frame.
+    def block(kind: str, text: str) -> str:
+        if text or not compact:
+            return data_block(kind, text or PLACEHOLDERS[1] if kind != "situation" else text or PLACEHOLDERS[0])
+        return ""
+
     blocks = {
         "request_block": data_block("question", conversation),
-        "context_block": data_block("situation", situation),
-        "answer_block": data_block("decided answer", direct_answer(plan) or PLACEHOLDERS[1]),
-        "safeguards_block": data_block("safeguards", "\n".join(plan.safeguards) or PLACEHOLDERS[1]),
+        "context_block": block("situation", situation),
+        "answer_block": block("decided answer", answer),
+        "safeguards_block": block("safeguards", "\n".join(plan.safeguards)),
     }
     if not compact:
         blocks["norms_block"] = data_block("community norms", norm_lines(norms, plan.followed))

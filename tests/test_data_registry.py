@@ -165,7 +165,9 @@ def test_sources_match_each_folders_provenance() -> None:
         provenance = (SHARED / spec.name / "PROVENANCE.md").read_text(encoding="utf-8")
         for source in spec.sources:
             assert source.commit in provenance, f"{spec.name}: commit {source.commit} not in PROVENANCE.md"
-            assert source.repository in provenance, f"{spec.name}: {source.repository} not in PROVENANCE.md"
+            # Folders name a repository as a URL (github.com/owner/repo) or in backticks (`owner/repo`).
+            named = source.repository in provenance or f"`{source.repository.removeprefix('github.com/')}`" in provenance
+            assert named, f"{spec.name}: {source.repository} not in PROVENANCE.md"
 
 
 @needs_shared_data
@@ -268,7 +270,7 @@ def test_check_passes_on_the_shared_data(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_unknown_dataset_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["data", "check", "no_such_set"]) == 2
-    assert "unknown dataset 'no_such_set'; known datasets: ambignq" in capsys.readouterr().err
+    assert "unknown dataset 'no_such_set'; known datasets: abg_coqa, advbench, ambignq" in capsys.readouterr().err
 
 
 def test_list_shows_licence_and_presence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -56,8 +56,11 @@ write_report = reliability_report(
 
 
 def agent_through(proxy: FaultProxy) -> EdgeAlign:
-    # Budget 0: every turn goes to the answer node, which is the one that calls the model.
-    return EdgeAlign(Context(llm_base_url=proxy.base_url, clarification_budget=0))
+    # Budget 0: every turn goes to the answer node, which is the one that calls the model. The model is
+    # named, so the faults hit the chat call itself, not the one-off question of which model it serves.
+    from agent.embedded_models import selected_model
+
+    return EdgeAlign(Context(llm_base_url=proxy.base_url, llm_model=selected_model().alias, clarification_budget=0))
 
 
 def assert_clear_failure(result: TurnResult, kind: str) -> None:
