@@ -468,7 +468,7 @@ def test_end_to_end_with_the_embedded_model_writing(test_home: Path) -> None:
         chunks = list(
             sdk.chat.completions.create(
                 model="edge-align",
-                messages=[{"role": "user", "content": "What is a good way to learn to cook?"}],
+                messages=[{"role": "user", "content": "How do I boil an egg?"}],
                 stream=True,
                 extra_headers={THREAD_HEADER: thread},
             )
@@ -479,7 +479,11 @@ def test_end_to_end_with_the_embedded_model_writing(test_home: Path) -> None:
     from graphs.context import Context
     from graphs.runner import EdgeAlign
 
-    assert EdgeAlign(Context(home=str(home), generate_text=False), record=False).history(thread)[-1]["content"] == text
+    stored = EdgeAlign(Context(home=str(home), generate_text=False), record=False).history(thread)[-1]["content"]
+    # The stream carries the model's sentences as they come; the stored reply is the reply plan's rendering,
+    # which drops repeated and echoed sentences. (Known gap: a client may have shown a sentence the thread
+    # does not keep.) Every stored line of the model's wording was streamed.
+    assert all(line in text for line in stored.splitlines() if line.strip()), (stored, text)
 
 
 def _bench(script: str, *args: str, key: str, timeout_s: float) -> dict[str, Any]:

@@ -186,7 +186,7 @@ def test_the_key_never_reaches_output_transcripts_or_checkpoints(
     monkeypatch.setenv("EDGE_ALIGN_LLM_API_KEY", SECRET)
     monkeypatch.setenv("EDGE_ALIGN_LLM_BASE_URL", f"http://127.0.0.1:{free_loopback_port()}/v1")
     monkeypatch.setenv("EDGE_ALIGN_LLM_MAX_RETRIES", "0")
-    assert main(["ask", "What is a good way to start learning to cook?", "--thread", "secret-check", "--json"]) == 0
+    assert main(["ask", "What is the capital of France?", "--thread", "secret-check", "--json"]) == 0
     out, err = capsys.readouterr()
     result = json.loads(out)
     assert result["llm_error"] == "unreachable"  # the endpoint failure path was taken
