@@ -51,6 +51,11 @@ class MiniLMEncoder:
         return np.asarray(vectors, dtype=np.float32)
 
     @property
+    def lock(self) -> threading.Lock:
+        """Held while the torch module runs; anything else running the same module must share it."""
+        return self._lock
+
+    @property
     def sentence_model(self) -> Any:
         """The underlying SentenceTransformer (the judge's encoder runs its tuned top layers over it)."""
         return self._model

@@ -40,9 +40,12 @@ class SplitRunner:
         self.model = transformer  # a transformers BertModel
         self.split = split
         self._captured: dict[str, Any] = {}
+        self._active = False  # only this runner's own passes are captured, not the packaged encoder's
         layers = self.model.encoder.layer
 
         def grab(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+            if not self._active:
+                return
             self._captured["hidden"] = args[0]
             self._captured["mask"] = args[1] if len(args) > 1 else kwargs.get("attention_mask")
 
@@ -51,7 +54,11 @@ class SplitRunner:
     def run(self, features: dict[str, Any]) -> tuple[Any, Any, Any]:
         """(last hidden state of the packaged model, hidden state entering layer ``split``, its mask)."""
         self._captured.clear()
-        out = self.model(input_ids=features["input_ids"], attention_mask=features["attention_mask"])
+        self._active = True
+        try:
+            out = self.model(input_ids=features["input_ids"], attention_mask=features["attention_mask"])
+        finally:
+            self._active = False
         return out.last_hidden_state, self._captured["hidden"], self._captured["mask"]
 
 
@@ -67,7 +74,7 @@ class JudgeEncoder:
 
     name = "all-MiniLM-L6-v2+judge-layers"
 
-    def __init__(self, sentence_model: Any, tuned_layers: Any, batch_size: int = 64) -> None:
+    def __init__(self, sentence_model: Any, tuned_layers: Any, batch_size: int = 64, lock: Any = None) -> None:
         import torch
 
         self._st = sentence_model
@@ -77,18 +84,20 @@ class JudgeEncoder:
         self.split = len(transformer.encoder.layer) - len(tuned_layers)
         self._runner = SplitRunner(transformer, self.split)
         self._batch_size = batch_size
-        self._lock = threading.Lock()
+        # The packaged encoder runs the same torch module: both must hold one lock (it is not thread-safe,
+        # and this runner's hook must not see the other's passes).
+        self._lock = lock or threading.Lock()
         self._torch = torch
 
     @classmethod
-    def from_files(cls, sentence_model: Any, path: Path) -> JudgeEncoder:
+    def from_files(cls, sentence_model: Any, path: Path, lock: Any = None) -> JudgeEncoder:
         import torch
 
         saved = torch.load(path, map_location="cpu", weights_only=True)
         n = int(saved["n_layers"])
         layers = copy.deepcopy(sentence_model[0].auto_model.encoder.layer[-n:])
         layers.load_state_dict(saved["state"])
-        return cls(sentence_model, layers)
+        return cls(sentence_model, layers, lock=lock)
 
     def encode_pair(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         if not texts:

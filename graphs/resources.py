@@ -75,7 +75,7 @@ def _judge_encoder(encoder: Any, judge: Judge) -> Any:
 
     if not judge.heads.encoder.startswith(JudgeEncoder.name):
         return None
-    return JudgeEncoder.from_files(encoder.sentence_model, LAYERS_FILE)
+    return JudgeEncoder.from_files(encoder.sentence_model, LAYERS_FILE, lock=encoder.lock)
 
 
 def _question_bank(encoder: Encoder) -> QuestionBank | None:
