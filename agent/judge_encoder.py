@@ -96,7 +96,8 @@ class JudgeEncoder:
         saved = torch.load(path, map_location="cpu", weights_only=True)
         n = int(saved["n_layers"])
         layers = copy.deepcopy(sentence_model[0].auto_model.encoder.layer[-n:])
-        layers.load_state_dict(saved["state"])
+        # Shipped in fp16 (half the size); run in fp32 like the packaged layers.
+        layers.load_state_dict({k: v.float() for k, v in saved["state"].items()})
         return cls(sentence_model, layers, lock=lock)
 
     def encode_pair(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:

@@ -226,7 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         log(f"fold {k}: fine-tuning {args.layers} layers for {args.epochs} epochs ({len(train_batches)} batches each)")
         layers = train_layers(base_layers, train_batches, table, weights, args.epochs, args.seed)
         if k is None:
-            torch.save({"n_layers": args.layers, "state": layers.state_dict(), "max_tokens": MAX_TOKENS}, LAYERS_FILE)
+            state = {k: v.half() for k, v in layers.state_dict().items()}  # fp16 on disk: half the size
+            torch.save({"n_layers": args.layers, "state": state, "max_tokens": MAX_TOKENS}, LAYERS_FILE)
             log(f"wrote {LAYERS_FILE} ({LAYERS_FILE.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - started:.0f} s")
             continue
         test = (fold == k) & ~table.augmented
