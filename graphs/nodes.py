@@ -22,7 +22,7 @@ from agent.constraints import ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
 from agent.encoder import PrecomputedEncoder
 from agent.judge import verdict_from_dict
-from agent.llm import LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
+from agent.llm import LLMFailure, LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms, relevant
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, decide
 from agent.question_bank import bm25_tokens
@@ -35,7 +35,7 @@ from graphs.resources import get_resources
 from graphs.state import Clarification, State
 from memory.profiles import load_user_context, remember_user_context
 from prompts import load_prompt_data, message, strip_echoed_markup
-from prompts.reply import answer_prompt, compose, reason_text
+from prompts.reply import answer_prompt, compose, direct_answer, reason_text, usable_wording
 
 
 class InvalidMessageError(ValueError):
@@ -372,6 +372,9 @@ def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: boo
     return ctx.answer_prompt == AnswerPrompt.COMPACT
 
 
+WORDING_ATTEMPTS = 2
+
+
 def whole_sentences(text: str) -> str:
     """Drop a trailing half sentence (the model hit its token limit), keeping at least the first sentence."""
     text = text.strip()
@@ -397,6 +400,7 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     started = time.perf_counter()
     ctx = runtime.context
     plan = reply_plan(state, ctx)
+    echoes = _conversation(state).splitlines()
     text = notice = ""
     error: str | None = None
     if ctx.generate_text:
@@ -406,11 +410,20 @@ def respond(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             model = injected or make_chat_model(resolve_settings(settings))
             compact = uses_compact_prompt(ctx, settings, injected is not None)
             prompt = build_answer_prompt(state, ctx, compact=compact, plan=plan)
-            text = whole_sentences(strip_echoed_markup(generate(model, prompt)))
+            # Sampled wording that is all echo or talk about "the user" leaves nothing to show when the
+            # plan has no direct answer of its own: one more sample usually says something, and a
+            # second empty one is reported, not hidden.
+            for _ in range(WORDING_ATTEMPTS):
+                text = whole_sentences(strip_echoed_markup(generate(model, prompt)))
+                if direct_answer(plan) or usable_wording(plan, text, echoes):
+                    break
+            else:
+                error = str(LLMFailure.BAD_RESPONSE)
+                notice = message("llm_failed", problem=message("llm_unusable"))
         except LLMUnavailableError as failure:
             error = str(failure.kind)  # a plain string: the checkpoint serialiser refuses unknown enum types
             notice = message("llm_failed", problem=failure.user_message)
-    reply = compose(plan, text, echoes=_conversation(state).splitlines(), notice=notice)
+    reply = compose(plan, text, echoes=echoes, notice=notice)
     return {
         "reply": reply,
         "reply_plan": plan.to_dict() | {"shown_reason": reason_text(plan)},

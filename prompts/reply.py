@@ -222,6 +222,17 @@ def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool =
 PLACEHOLDERS = ("(nothing stated)", "(none)")
 
 
+def usable_wording(plan: ReplyPlan, wording: str, echoes: Sequence[str] = ()) -> str:
+    """What of the model's wording reaches the reply: placeholders, echoes and role talk removed.
+
+    Empty means the model said nothing the reply can use, so the caller may ask it again.
+    """
+    for placeholder in PLACEHOLDERS:
+        wording = wording.replace(placeholder, " ")
+    copied = [*echoes, *(fact_text(f) for f in plan.known), direct_answer(plan)]
+    return clean_wording(wording, copied, take_no_side=plan.style == "pluralistic")
+
+
 def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: str = "") -> str:
     """The reply: the direct answer, the model's wording, then what the wording left out.
 
@@ -229,11 +240,7 @@ def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: s
     """
     words = _words()
     answer = direct_answer(plan)
-    for placeholder in PLACEHOLDERS:
-        wording = wording.replace(placeholder, " ")
-    wording = clean_wording(
-        wording, [*echoes, *(fact_text(f) for f in plan.known), answer], take_no_side=plan.style == "pluralistic"
-    )
+    wording = usable_wording(plan, wording, echoes)
     opening = " ".join(part for part in (answer, notice or wording) if part)
     missing = [s for s in plan.safeguards if not said(s, wording)]
     safeguards = "\n".join([words["safeguards_header"], *(f"- {s}" for s in missing)]) if missing else ""

@@ -95,3 +95,19 @@ def test_scripted_model_fails_loudly_when_called_unexpectedly() -> None:
     agent, _ = make_agent([])
     with pytest.raises(UnexpectedLLMCallError):
         agent.ask("What is the capital of France?")
+
+
+def test_wording_that_is_all_talk_about_the_user_is_sampled_again() -> None:
+    agent, model = make_agent(["The user should start with soup.", "Start with a simple soup: it forgives mistakes."], clarification_budget=0)
+    result = agent.ask("What should I cook first?")
+    assert len(model.prompts) == 2
+    assert result.llm_error is None
+    assert result.reply.startswith("Start with a simple soup")
+
+
+def test_two_unusable_wordings_are_reported_not_shown_as_an_empty_reply() -> None:
+    agent, model = make_agent(["The user should start with soup.", "As an AI, I suggest the user cooks soup."], clarification_budget=0)
+    result = agent.ask("What should I cook first?")
+    assert len(model.prompts) == 2
+    assert result.llm_error == "bad_response"
+    assert result.reply.startswith("I could not write a full answer just now (its answer held nothing usable")
