@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -64,6 +64,30 @@ class MiniLMEncoder:
         return self.encode([text])[0]
 
 
+ENV_TORCH_THREADS = "EDGE_ALIGN_TORCH_THREADS"
+# One thread: on 2 shared cores a 2-thread pool spin-waits against the decoding chat model, and one
+# analysis pass went from 93 ms to 780 ms median (benchmarks/encoder_threads.py; README, "Speed").
+DEFAULT_TORCH_THREADS = 1
+
+
+def use_serving_threads(environ: Mapping[str, str] | None = None) -> int:
+    """Set torch's thread pool for serving turns ($EDGE_ALIGN_TORCH_THREADS, default 1); returns it.
+
+    Training scripts choose their own count: this is called where turns are served, not on import.
+    """
+    import torch
+
+    raw = (os.environ if environ is None else environ).get(ENV_TORCH_THREADS, "").strip()
+    try:
+        threads = int(raw) if raw else DEFAULT_TORCH_THREADS
+    except ValueError:
+        raise ValueError(f"{ENV_TORCH_THREADS} must be a whole number of threads, not {raw!r}") from None
+    if threads < 1:
+        raise ValueError(f"{ENV_TORCH_THREADS} must be at least 1, not {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
 @lru_cache(maxsize=1)
 def load_encoder() -> MiniLMEncoder:
     """The process-wide encoder (loading costs a few seconds, so it happens once)."""
@@ -87,3 +111,32 @@ class PrecomputedEncoder:
         if not texts:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         return np.stack([self._rows[t] for t in texts])
+
+
+class MemoEncoder:
+    """Remembers the embeddings of a bounded set of fixed texts (norm phrasings), encoding each once.
+
+    A turn's own text is new every time and belongs to the analysis pass; what repeats across turns
+    is the packs' wording, and re-embedding it cost an answer ~20 ms (benchmarks/turn_latency.py).
+    """
+
+    def __init__(self, encoder: Encoder, max_texts: int = 8192) -> None:
+        self._encoder = encoder
+        self._max_texts = max_texts
+        self._rows: dict[str, np.ndarray] = {}
+        self._lock = threading.Lock()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+        with self._lock:
+            known = {t: self._rows[t] for t in texts if t in self._rows}
+        missing = list(dict.fromkeys(t for t in texts if t not in known))
+        if missing:
+            fresh = dict(zip(missing, self._encoder.encode(missing), strict=True))
+            known.update(fresh)
+            with self._lock:
+                if len(self._rows) + len(fresh) > self._max_texts:
+                    self._rows.clear()  # packs reloaded with new wording: start over rather than grow
+                self._rows.update(fresh)
+        return np.stack([known[t] for t in texts])

@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+import numpy as np
+
 from agent.context_slots import is_personal
 from agent.encoder import Encoder
 from agent.norms import STANCE_POSITION, UNKNOWN, NormEvidence
@@ -118,13 +120,23 @@ class ReplyPlan:
         return data
 
 
-def plain_similarities(encoder: Encoder, request: str, phrasings: Sequence[str]) -> dict[str, float]:
-    """Cosine similarity between the request and each distinct phrasing (one batch of embeddings)."""
+def plain_similarities(encoder: Encoder, request: str | np.ndarray, phrasings: Sequence[str]) -> dict[str, float]:
+    """Cosine similarity between the request and each distinct phrasing.
+
+    ``request`` may be its embedding already (the analysis pass computed it); the phrasings are
+    fixed pack texts, so a ``MemoEncoder`` serves them without re-embedding.
+    """
     distinct = list(dict.fromkeys(p for p in phrasings if p))
     if not distinct:
         return {}
-    vectors = encoder.encode([request, *distinct])
-    return {text: round(float(vectors[0] @ vector), 4) for text, vector in zip(distinct, vectors[1:], strict=True)}
+    if isinstance(request, str):
+        vectors = encoder.encode([request, *distinct])
+        request_vector, phrasing_vectors = vectors[0], vectors[1:]
+    else:
+        request_vector, phrasing_vectors = np.asarray(request, dtype=np.float32), encoder.encode(distinct)
+    return {
+        text: round(float(request_vector @ vector), 4) for text, vector in zip(distinct, phrasing_vectors, strict=True)
+    }
 
 
 def perspectives(

@@ -331,7 +331,14 @@ def reply_plan(state: State, ctx: Context) -> ReplyPlan:
     clarifications = state.get("clarifications", [])
     norms = state.get("norms", [])
     phrasings = [n.get("says") or n["text"] for n in norms if n.get("applies")]
-    similarity = plain_similarities(get_resources(ctx.home).encoder, state["request"], phrasings) if phrasings else {}
+    similarity: dict[str, float] = {}
+    if phrasings:
+        # The perspective floor compares the request alone with each phrasing; before any answer the
+        # analysis embedding is exactly the request's.
+        request: str | np.ndarray = state["request"]
+        if not clarifications and state.get("embedding"):
+            request = np.asarray(state["embedding"], dtype=np.float32)
+        similarity = plain_similarities(get_resources(ctx.home).phrasings, request, phrasings)
     return build_plan(
         request=state["request"],
         policy=state.get("policy", {}),

@@ -15,7 +15,7 @@ from agent.clarification_need import ClarificationNeedModel, load_clarification_
 from agent.conflict import ConflictModel, load_conflict_model
 from agent.constraints import ConstraintBook
 from agent.domains import DomainDetector
-from agent.encoder import Encoder, load_encoder
+from agent.encoder import Encoder, MemoEncoder, load_encoder, use_serving_threads
 from agent.judge import Judge
 from agent.question_bank import QuestionBank, QuestionBankMissingError
 from agent.value_model import ValueScorer, load_value_scorer
@@ -43,6 +43,8 @@ class Resources:
     # MiniLM with the judge's fine-tuned top layers, when the shipped heads were fitted on its embedding;
     # None when they read the packaged model's embedding.
     judge_encoder: Any
+    # The packaged encoder behind a memo for the packs' fixed phrasings (each embedded once per process).
+    phrasings: MemoEncoder
 
 
 def _progress(message: str) -> None:
@@ -91,6 +93,7 @@ def _question_bank(encoder: Encoder) -> QuestionBank | None:
 def _load(home: Path) -> Resources:
     started = time.perf_counter()
     _progress("loading the embedding model and the judgement models…")
+    use_serving_threads()
     encoder = load_encoder()
     store = open_norm_store(norm_index_path(home), encoder=encoder)
     report = index_norms(store, home)
@@ -110,6 +113,7 @@ def _load(home: Path) -> Resources:
         question_bank=_question_bank(encoder),
         judge=judge,
         judge_encoder=_judge_encoder(encoder, judge),
+        phrasings=MemoEncoder(encoder),
     )
     _progress(f"ready in {time.perf_counter() - started:.1f} s ({store.count()} norms indexed)")
     return resources

@@ -1,0 +1,59 @@
+"""The encoder helpers' logic: the phrasing memo and the serving thread setting (no model loaded)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+
+from agent.encoder import EMBEDDING_DIM, MemoEncoder, use_serving_threads
+
+
+class CountingEncoder:
+    """Deterministic rows per text; records every text it was asked to embed."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        self.seen.extend(texts)
+        rows = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
+        for i, text in enumerate(texts):
+            rows[i, len(text) % EMBEDDING_DIM] = 1.0
+        return rows
+
+
+def test_each_phrasing_is_embedded_once_and_rows_keep_their_order() -> None:
+    inner = CountingEncoder()
+    memo = MemoEncoder(inner)
+    first = memo.encode(["ab", "abc", "ab"])
+    again = memo.encode(["abc", "ab", "abcd"])
+    assert inner.seen == ["ab", "abc", "abcd"]
+    assert first[0, 2] == 1.0 and first[1, 3] == 1.0 and first[2, 2] == 1.0
+    assert again[0, 3] == 1.0 and again[1, 2] == 1.0 and again[2, 4] == 1.0
+    assert memo.encode([]).shape == (0, EMBEDDING_DIM)
+
+
+def test_the_memo_starts_over_instead_of_growing_past_its_bound() -> None:
+    inner = CountingEncoder()
+    memo = MemoEncoder(inner, max_texts=2)
+    memo.encode(["a", "bb"])
+    memo.encode(["ccc"])  # over the bound: the old rows go
+    memo.encode(["a"])
+    assert inner.seen == ["a", "bb", "ccc", "a"]
+
+
+def test_serving_threads_default_to_one_and_reject_nonsense() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert use_serving_threads({}) == 1 and torch.get_num_threads() == 1
+        assert use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "2"}) == 2
+        with pytest.raises(ValueError, match="whole number"):
+            use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "two"})
+        with pytest.raises(ValueError, match="at least 1"):
+            use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "0"})
+    finally:
+        torch.set_num_threads(before)
