@@ -163,8 +163,9 @@ class Measurement:
     def value(self) -> float | None:
         return self.k / self.n if self.n else None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self, shareable: Callable[[str], bool] = lambda _data: True) -> dict[str, Any]:
         interval = wilson_interval(self.k, self.n)
+        examples = self.examples if shareable(self.data) else []
         return {
             "component": self.component,
             "metric": self.metric,
@@ -175,8 +176,19 @@ class Measurement:
             "value": None if self.value is None else round(self.value, 4),
             "wilson95": None if interval is None else [round(interval[0], 4), round(interval[1], 4)],
             **({"extra": self.extra} if self.extra else {}),
-            **({"examples": self.examples[:EXAMPLES]} if self.examples else {}),
+            **({"examples": examples[:EXAMPLES]} if examples else {}),
+            **({"examples_withheld": "the dataset may not be redistributed"} if self.examples and not examples else {}),
         }
+
+
+def redistributable(data: str) -> bool:
+    """Whether texts of the dataset a measurement's ``data`` names may be quoted in the committed report
+    (agent/data/datasets.yaml ``redistributable``); an unknown dataset is not."""
+    from agent.datasets import load_registry
+
+    squeezed = re.sub(r"[^a-z0-9]", "", data.lower())
+    named = [spec for name, spec in load_registry().items() if squeezed.startswith(re.sub(r"[^a-z0-9]", "", name))]
+    return bool(named) and all(spec.redistributable for spec in named)
 
 
 _SECOND_TO_FIRST = (
@@ -473,7 +485,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Each row: what the component decides, the data and what its label means, the metric, the counts and a "
         "95% Wilson interval. `false_positive_rate` and `fallback_rate` are better low; `firing_rate` has no "
         "label behind it; `agreement_*` compares with another model, not with truth. Definitions and limits: "
-        "the docstring of `benchmarks/keyword_components.py`; examples of every error: "
+        "the docstring of `benchmarks/keyword_components.py`; examples of the errors (withheld for ClariQ and Pol.is, "
+        "which may not be redistributed): "
         "`docs/figures/keyword_components.json`.",
         "",
         "| component (decides) | data | metric | k / n | value | 95% CI |",
@@ -538,7 +551,7 @@ def run(data_dir: str | None, agreement: bool = True) -> dict[str, Any]:
         "option_match": f"word-set F1 >= {OPTION_MATCH_F1} (a leading 'I' / 'to' dropped)",
         "not_measured": "match_option (no dataset pairs an answer with the option it picks); recall of "
         "wants_answer_now and of extract_context's slots (no dataset labels them).",
-        "measurements": [m.to_dict() for m in measurements],
+        "measurements": [m.to_dict(redistributable) for m in measurements],
     }
 
 

@@ -46,3 +46,13 @@ def test_option_matching_counts_each_side() -> None:
 
 def test_first_person_rewrite() -> None:
     assert kc.first_person("Should you tell your boss you're leaving?") == "Should I tell my boss I'm leaving?"
+
+
+def test_examples_are_withheld_for_datasets_that_may_not_be_redistributed() -> None:
+    assert not kc.redistributable("clariq answers")
+    assert not kc.redistributable("ccai_polis moderated-in statements")
+    assert kc.redistributable("qulac answers")
+    assert not kc.redistributable("a source the registry does not list")
+    m = kc.Measurement("c", "false_positive_rate", "clariq answers", "l", 1, 2, examples=["a reply"])
+    assert "examples" not in m.to_dict(kc.redistributable)
+    assert m.to_dict()["examples"] == ["a reply"]
