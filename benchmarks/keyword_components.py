@@ -318,7 +318,7 @@ IMPERSONAL_LABEL = "impersonal: a question about facts or a story passage, nobod
 
 
 def measure_personal(personal: dict[str, list[str]], impersonal: dict[str, list[str]]) -> list[Measurement]:
-    from agent.context_slots import is_personal
+    from agent.context_slots import _FIRST_PERSON, is_personal
 
     component = "is_personal"
     # The first-person rewrites put in exactly the pronouns is_personal reads, so they would measure the
@@ -330,10 +330,12 @@ def measure_personal(personal: dict[str, list[str]], impersonal: dict[str, list[
     ]
     for m in out:  # _rate counted the misses (as examples); recall counts the hits
         m.k = m.n - m.k
-    out += [
-        _rate(component, "false_positive_rate", name, IMPERSONAL_LABEL, texts, is_personal)
-        for name, texts in impersonal.items()
-    ]
+    for name, texts in impersonal.items():
+        false = _rate(component, "false_positive_rate", name, IMPERSONAL_LABEL, texts, is_personal)
+        # Which first-person word fired ("us" is also the country, "my" sits inside titles).
+        words = Counter(hit.group(0).lower() for t in texts if (hit := _FIRST_PERSON.search(t)))
+        false.extra["first_word_matched"] = dict(words.most_common())
+        out.append(false)
     # One pooled precision over every labelled row: it depends on the mix, which the extra field states.
     pooled = personal
     labels = [True] * sum(map(len, pooled.values())) + [False] * sum(map(len, impersonal.values()))
