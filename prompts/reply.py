@@ -67,9 +67,9 @@ _STOP = frozenset(
 )
 # Share of a safeguard's content words the wording must contain to count as having said it.
 _COVERED = 0.6
-# The task asks for two or three suggestions; a small model that loops ("I've been doing this job
-# long enough ...", three times over) is cut there.
-MAX_WORDED_SENTENCES = 3
+# Prose sentences kept from the model (code lines do not count): enough for a how-to's steps; a
+# small model that loops ("I've been doing this job long enough ...") is cut there, and repeats go.
+MAX_WORDED_SENTENCES = 8
 
 
 def _words() -> dict[str, Any]:
@@ -196,26 +196,74 @@ def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+_LIST_MARKER = re.compile(r"^(\s*(?:[-*+]|\d{1,2}[.)])\s+)")
+_FENCE = "```"
+
+
+def _kept_sentences(line: str, copied: Sequence[str], seen: set[str], take_no_side: bool, room: int) -> list[str]:
+    kept: list[str] = []
+    for sentence in _SENTENCE.split(line):
+        plain = _normal(sentence)
+        if len(kept) >= room or not plain or plain in seen or _ROLE_TALK.search(sentence):
+            continue
+        if take_no_side and _OWN_OPINION.search(sentence):
+            continue
+        seen.add(plain)
+        if len(plain) >= 12 and any(plain in data for data in copied):
+            continue
+        kept.append(sentence.strip())
+    return kept
+
+
 def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool = False) -> str:
     """The model's wording without sentences about "the user" or "the assistant", without lines
     copied from its prompt's data (a small model repeats the situation it was shown) or repeated,
-    and at most ``MAX_WORDED_SENTENCES`` sentences. ``take_no_side`` also drops the model's own
-    opinions (a pluralistic answer)."""
+    and at most ``MAX_WORDED_SENTENCES`` sentences of prose. ``take_no_side`` also drops the model's
+    own opinions (a pluralistic answer).
+
+    Lines, list markers and code blocks keep their shape: a how-to answer flattened into one line
+    lost its commands.
+    """
     copied = [_normal(e) for e in echoes if e.strip()]
-    kept: list[str] = []
+    lines: list[str] = []
     seen: set[str] = set()
-    for line in text.strip().splitlines():
-        for sentence in _SENTENCE.split(line.strip()):
-            plain = _normal(sentence)
-            if not plain or plain in seen or _ROLE_TALK.search(sentence):
-                continue
-            if take_no_side and _OWN_OPINION.search(sentence):
-                continue
-            seen.add(plain)
-            if len(plain) >= 12 and any(plain in data for data in copied):
-                continue
-            kept.append(sentence.strip())
-    return " ".join(kept[:MAX_WORDED_SENTENCES]).strip()
+    sentences = 0
+    in_code = False
+    for raw in text.strip().splitlines():
+        line = raw.rstrip()
+        if line.strip().startswith(_FENCE):
+            in_code = not in_code
+            lines.append(line.strip())
+            continue
+        if in_code:
+            lines.append(line)
+            continue
+        if not line.strip():
+            if lines and lines[-1]:
+                lines.append("")
+            continue
+        marker_match = _LIST_MARKER.match(line)
+        marker = marker_match.group(1) if marker_match else ""
+        kept = _kept_sentences(
+            line[len(marker) :].strip(), copied, seen, take_no_side, MAX_WORDED_SENTENCES - sentences
+        )
+        if kept:
+            sentences += len(kept)
+            lines.append(marker + " ".join(kept))
+    if in_code:  # cut off inside a code block: close it, or the rest of the reply renders as code
+        lines.append(_FENCE)
+    return "\n".join(_without_empty_code(lines)).strip()
+
+
+def _without_empty_code(lines: list[str]) -> list[str]:
+    """Drop fenced blocks with nothing inside (left when the model was cut off right after a fence)."""
+    out: list[str] = []
+    for line in lines:
+        if line == _FENCE and out and out[-1].startswith(_FENCE):
+            out.pop()
+            continue
+        out.append(line)
+    return out
 
 
 # What the prompt's empty data blocks say; a small model copies them into its wording.
@@ -252,7 +300,11 @@ def _task(plan: ReplyPlan, compact: bool) -> str:
     if compact:
         plans = {**plans, **plans["compact"]}
     style = _fill(str(plans.get(plan.style, plans["direct"])), community=plan.followed or "")
-    return style + " " + str(_words()["task_common"]).strip()
+    words = _words()
+    task = style + " " + str(words["task_common"]).strip()
+    if direct_answer(plan):
+        task += " " + str(words["task_with_answer"]).strip()
+    return task
 
 
 def norm_lines(norms: Sequence[Mapping[str, Any]], community: str | None = None, limit: int = 6) -> str:
@@ -280,6 +332,7 @@ def answer_prompt(
     """
     situation = "\n".join(fact_text(f) for f in plan.known)
     answer = direct_answer(plan)
+
     # The compact prompt leaves empty blocks out: given "decided answer: (none)", the 0.5B model declined
     # to answer "What is the capital of France?" ("I don't have enough information..."). The full
     # prompt keeps every block, so a configured model always sees the same frame.

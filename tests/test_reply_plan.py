@@ -19,7 +19,7 @@ from agent.norms import NormEvidence
 from agent.reply_plan import Fact, PerspectiveRule, ShownReason, Verdict, build_plan, perspectives
 from graphs import Context
 from graphs.runner import EdgeAlign, TurnResult
-from prompts.reply import answer_prompt, compose, direct_answer, reason_text, said
+from prompts.reply import answer_prompt, clean_wording, compose, direct_answer, reason_text, said
 from tests.fake_llm import ScriptedChatModel
 from ui.trace_view import trace_details_html, trace_record
 
@@ -266,3 +266,40 @@ def test_the_diary_conversation_with_the_embedded_model_reads_as_advice_to_the_p
 
 def direct_answer_of(result: TurnResult) -> str:
     return result.reply.split(": ", 1)[0]
+
+
+def test_a_how_to_answer_keeps_its_steps_and_commands() -> None:
+    wording = (
+        "To stop a hung Python process, send it a signal.\n\n"
+        "1. Find its id:\n```bash\nps aux | grep python3\n```\n"
+        "2. Stop it: `kill <pid>`. The user should wait a moment.\n"
+        "- If it ignores that, use `kill -9 <pid>`."
+    )
+    cleaned = clean_wording(wording)
+    assert cleaned.splitlines() == [
+        "To stop a hung Python process, send it a signal.",
+        "",
+        "1. Find its id:",
+        "```bash",
+        "ps aux | grep python3",
+        "```",
+        "2. Stop it: `kill <pid>`.",
+        "- If it ignores that, use `kill -9 <pid>`.",
+    ]
+
+
+def test_a_reply_cut_off_inside_a_code_block_gets_its_fence_closed() -> None:
+    assert clean_wording("Run this:\n```bash\nsudo systemctl restart nginx").endswith("nginx\n```")
+    assert clean_wording("Run this:\n```bash") == "Run this:"
+
+
+def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answer() -> None:
+    plain = build_plan(
+        request="How do I stop a hung process?", policy={"style": "direct"}, norms=[], known_context={}, clarifications=[]
+    )
+    _, user = answer_prompt(plain, "How do I stop a hung process?", [], compact=True)
+    assert "practical, kind suggestions" not in user
+    diary = diary_plan()
+    assert direct_answer(diary)
+    _, user = answer_prompt(diary, DIARY, [], compact=True)
+    assert "practical, kind suggestions" in user

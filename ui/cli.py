@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,25 +71,41 @@ def _print_turn(agent: Any, message: str, thread_id: str, user_id: str | None) -
     if not streamed:
         print(result.reply)
     else:
-        # The graph cleans the model's text (a cut-off last sentence dropped, echoed tags removed) and
-        # appends parts of its own (perspectives, assumptions): print what the stream has not shown.
-        shown = _shared_prefix(streamed.strip(), result.reply)
-        if not shown:  # nothing in common: a failure message, or text the cleaning rewrote
-            print()
-        print(result.reply[shown:])
+        # The graph cleans the model's text (a cut-off last sentence, echoes and talk about "the
+        # user" dropped) and adds parts of its own (the decided answer, perspectives, assumptions):
+        # print what the stream has not shown, without repeating what it has.
+        rest = unshown_parts(streamed, result.reply)
+        print("\n\n" + rest if rest else "")
     for option in (result.question or {}).get("options", []):
         print(f"  - {option}")
     return result
 
 
-def _shared_prefix(first: str, second: str) -> int:
-    """How many leading characters two texts share."""
-    shared = 0
-    for a, b in zip(first, second, strict=False):
-        if a != b:
-            break
-        shared += 1
-    return shared
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _plain(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _already_shown(plain: str, shown: str) -> bool:
+    # Short lines (a header, "Yes") are the graph's own and may share words with the stream by chance.
+    return not plain or (len(plain.split()) >= 4 and f" {plain} " in shown)
+
+
+def unshown_parts(streamed: str, reply: str) -> str:
+    """The reply's paragraphs, less every sentence the stream already printed."""
+    shown = f" {_plain(streamed)} "
+    parts = []
+    for paragraph in reply.split("\n\n"):
+        lines = []
+        for line in paragraph.splitlines():
+            fresh = [s for s in _SENTENCE_END.split(line) if not _already_shown(_plain(s), shown)]
+            if fresh:
+                lines.append(" ".join(fresh) if len(fresh) < len(_SENTENCE_END.split(line)) else line)
+        if lines:
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
