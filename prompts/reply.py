@@ -25,6 +25,14 @@ _ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?mode
 _OWN_OPINION = re.compile(
     r"\b(in my (own )?(opinion|view)|i (personally )?(think|believe|feel)|i would (argue|say)|i'd (argue|say))\b", re.I
 )
+# The decision is the judge's; a wording model that refuses on its own ("I'm sorry, but I can't
+# assist with that request." for the capital of France, from the 0.5B at temperature 0.3) said
+# nothing usable, so the sentence goes and the answer is sampled again.
+_MODEL_REFUSAL = re.compile(
+    r"\bI(?:'m| am) sorry\b.*\b(?:can(?:no|')t|unable to)\b|\bI (?:can(?:no|')t|am unable to|won'?t) "
+    r"(?:assist|help|provide|answer)(?: you)? with (?:that|this)\b",
+    re.IGNORECASE,
+)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _WORD = re.compile(r"[a-z']+")
 _STOP = frozenset(
@@ -205,6 +213,8 @@ def _kept_sentences(line: str, copied: Sequence[str], seen: set[str], take_no_si
     for sentence in _SENTENCE.split(line):
         plain = _normal(sentence)
         if len(kept) >= room or not plain or plain in seen or _ROLE_TALK.search(sentence):
+            continue
+        if _MODEL_REFUSAL.search(sentence):
             continue
         if take_no_side and _OWN_OPINION.search(sentence):
             continue

@@ -303,3 +303,9 @@ def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answ
     assert direct_answer(diary)
     _, user = answer_prompt(diary, DIARY, [], compact=True)
     assert "practical, kind suggestions" in user
+
+
+def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> None:
+    assert clean_wording("I'm sorry, but I can't assist with that request.") == ""
+    assert clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
+    assert clean_wording("Sorry to hear that. Here is how to fix it.") == "Sorry to hear that. Here is how to fix it."
