@@ -204,6 +204,20 @@ def _normal(text: str) -> str:
     return " ".join(_WORD.findall(text.lower()))
 
 
+# Markup a small model invents around its prose (`"https://..." type="live">You are ...</textual
+# ref="...">`, seen in the demo from the 0.5B): tags, attribute pairs and the brackets they leave.
+_TAG = re.compile(r"</?[A-Za-z][^<>\n]*>")
+_ATTRIBUTE = re.compile(r"""(?:\b[\w:-]+\s*=\s*)?"(?:https?://|www\.)[^"\s]*"|\b[\w:-]+="[^"]*"|(?<=")\s*>""")
+_STRAY = re.compile(r"(?:^|(?<=\s))(?:\"|/>)(?=\s|$)")
+
+
+def _without_markup(line: str) -> str:
+    """A prose line without invented tags and attributes (code spans in backticks are left alone)."""
+    parts = re.split(r"(`[^`]*`)", line)
+    cleaned = [p if p.startswith("`") else _STRAY.sub(" ", _ATTRIBUTE.sub(" ", _TAG.sub(" ", p))) for p in parts]
+    return re.sub(r"\s{2,}", " ", "".join(cleaned)).strip()
+
+
 _LIST_MARKER = re.compile(r"^(\s*(?:[-*+]|\d{1,2}[.)])\s+)")
 _FENCE = "```"
 
@@ -251,6 +265,9 @@ def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool =
         if not line.strip():
             if lines and lines[-1]:
                 lines.append("")
+            continue
+        line = _without_markup(line) if "<" in line or "=" in line or ">" in line else line
+        if not line:
             continue
         marker_match = _LIST_MARKER.match(line)
         marker = marker_match.group(1) if marker_match else ""

@@ -309,3 +309,18 @@ def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> N
     assert clean_wording("I'm sorry, but I can't assist with that request.") == ""
     assert clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
     assert clean_wording("Sorry to hear that. Here is how to fix it.") == "Sorry to hear that. Here is how to fix it."
+
+
+def test_markup_a_small_model_invents_is_removed_and_code_and_comparisons_stay() -> None:
+    # What the 0.5B wrote into the demo's diary answer (CI screenshot, 2026-12-02).
+    wording = (
+        '<textual ref="https://www.youtube.com/embed?embed_c=3174&feature_list=v8-205f6d9b" type="live">'
+        "Talk with her tonight.\n"
+        '"https://www.youtube.com/embed?embed_c=3174" type="live">Ask what has changed for her.\n'
+        "Run `grep -c '<b>' page.html`; 3 > 2 holds. See https://docs.python.org for more."
+    )
+    assert clean_wording(wording).splitlines() == [
+        "Talk with her tonight.",
+        "Ask what has changed for her.",
+        "Run `grep -c '<b>' page.html`; 3 > 2 holds. See https://docs.python.org for more.",
+    ]

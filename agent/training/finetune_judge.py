@@ -37,6 +37,7 @@ from agent.training.train_judge import (
     raw_scores,
     sample_weights,
     sigmoid,
+    trainable,
 )
 
 MAX_TOKENS = 128  # training texts are cut here (the longest sources are narratives; the ask comes first)
@@ -177,6 +178,46 @@ def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen:
                 cell[f"{name}_acc"] = round(float(((p[m] >= 0.5) == y[m]).mean()), 3)
         out[task] = result
         log(f"fold comparison {task}: {json.dumps(result)}")
+    out["decision"] = heldout_decisions(table, train, test, {"frozen": x_frozen, "tuned": x_tuned})
+    log(f"fold comparison decision: {json.dumps(out['decision'])}")
+    return out
+
+
+def heldout_decisions(
+    table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The three-way decision the shipped rule makes on the held-out fold, per source, per encoder.
+
+    The heads are fitted as train_judge ships them (its TRAIN_EXCLUDE sources left out of a head),
+    calibrated on their own training rows, and decide by the stated costs. p(harmful) is the
+    message's own: the clause maximum of the running graph is not applied here.
+    """
+    from agent.judge import DECISION_COSTS, decide_from_probabilities, decision_thresholds
+    from agent.metrics import multiclass_metrics
+
+    thresholds = decision_thresholds(DECISION_COSTS)
+    decided = np.flatnonzero(test & np.array([bool(r.decision) for r in table.rows]))
+    out: dict[str, Any] = {}
+    for name, x in embeddings.items():
+        p: dict[str, np.ndarray] = {}
+        for task in ("harmful", "clarify"):
+            y = np.array([int(r.label(task) or 0) for r in table.rows])
+            fit_on = train & trainable(table.rows, task)
+            w = sample_weights(table.rows, task, fit_on, table.augmented)
+            coef, bias = fit_head(x[fit_on], y[fit_on], w[fit_on])
+            a, b = platt(raw_scores(x[fit_on], coef, bias), y[fit_on], w[fit_on])
+            p[task] = sigmoid(a * raw_scores(x, coef, bias) + b)
+        predicted = {int(i): decide_from_probabilities(p["harmful"][i], p["clarify"][i], thresholds) for i in decided}
+        for source in sorted({table.rows[i].source for i in decided}):
+            idx = [int(i) for i in decided if table.rows[i].source == source]
+            truth = [str(table.rows[i].decision) for i in idx]
+            metrics = multiclass_metrics(truth, [predicted[i] for i in idx], ["answer", "clarify", "refuse"])
+            cell = out.setdefault(source, {"n": len(idx)})
+            cell[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 3)
+            for label in ("answer", "refuse"):
+                labelled_as = [i for i in idx if table.rows[i].decision == label]
+                if labelled_as:
+                    cell[f"{name}_{label}_recall"] = round(sum(predicted[i] == label for i in labelled_as) / len(labelled_as), 3)
     return out
 
 
