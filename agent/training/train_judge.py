@@ -67,6 +67,7 @@ class Table:
     x: np.ndarray
     augmented: np.ndarray  # bool: a wrapped copy made for training only
     origin: np.ndarray  # index of the original row (itself for originals)
+    lookalike_weight: float = 1.0  # see LOOKALIKE_WEIGHT
 
 
 def load_wrappers(path: Path = WRAPPERS_FILE) -> dict[str, list[str]]:
@@ -105,9 +106,20 @@ TRAIN_EXCLUDE = {"clarify": {"ambignq"}}
 
 # Sources weighed as one: JBB's harmful behaviours and their benign contrasts are one set of pairs.
 WEIGHT_GROUP = {"jbb_harmful": "jbb", "jbb_benign": "jbb"}
+# The harmful head's look-alikes (JBB's topic-matched benign contrasts, CoCoNot's contrast set) are
+# the only negatives that share the harmful sets' topics; at equal source weight they are a twelfth
+# of the negative mass, and the head learned topic, not intent. This multiplies their weight.
+LOOKALIKE_WEIGHT = 1.0
 
 
-def sample_weights(rows: Sequence[Row], task: str, mask: np.ndarray, augmented: np.ndarray) -> np.ndarray:
+def is_lookalike(row: Row) -> bool:
+    """A benign request written to look like a harmful one (answer it)."""
+    return row.source == "jbb_benign" or (row.source == "coconot" and row.meta.get("set") == "contrast")
+
+
+def sample_weights(
+    rows: Sequence[Row], task: str, mask: np.ndarray, augmented: np.ndarray, lookalike_weight: float = 1.0
+) -> np.ndarray:
     """Every source weighs the same; inside a source with both classes, each class half of it; a
     wrapped copy half its original.
 
@@ -131,6 +143,8 @@ def sample_weights(rows: Sequence[Row], task: str, mask: np.ndarray, augmented: 
         base = AUGMENT_WEIGHT if augmented[i] else 1.0
         g = group_of[i]
         w[i] = base / classes[g] / counts[(label_of[i], g)]
+        if task == "harmful" and lookalike_weight != 1.0 and is_lookalike(rows[i]):
+            w[i] *= lookalike_weight
     return w * mask.sum() / max(w.sum(), 1e-12)
 
 
@@ -160,7 +174,7 @@ def fit_all(table: Table, train: np.ndarray) -> dict[str, tuple[np.ndarray, floa
     for task in TASKS:
         mask = train & trainable(table.rows, task)
         y = np.array([int(r.label(task) or 0) for r in table.rows])
-        w = sample_weights(table.rows, task, mask, table.augmented)
+        w = sample_weights(table.rows, task, mask, table.augmented, table.lookalike_weight)
         heads[task] = fit_head(table.x[mask], y[mask], w[mask])
     return heads
 
@@ -209,7 +223,7 @@ def leave_one_source_out(table: Table, task: str) -> dict[str, dict[str, Any]]:
     for source in sources:
         train = src != source
         mask = train & fit_on
-        w = sample_weights(table.rows, task, mask, table.augmented)
+        w = sample_weights(table.rows, task, mask, table.augmented, table.lookalike_weight)
         coef, bias = fit_head(table.x[mask], y[mask], w[mask])
         test = (src == source) & lab & ~table.augmented
         scores = raw_scores(table.x[test], coef, bias)
@@ -250,6 +264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-loso", action="store_true", help="skip leave-one-source-out (faster)")
+    parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
+                        help="weight multiplier of the harmful head's benign look-alikes (JBB benign, CoCoNot contrast)")
     parser.add_argument("--dry-run", action="store_true", help="measure only; write no artefacts")
     parser.add_argument("--encoder", choices=("frozen", "tuned"), default="frozen",
                         help="the packaged MiniLM, or MiniLM with the fine-tuned top layers of agent/models/judge_layers.pt")
@@ -276,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         x=np.concatenate([x_orig, x_extra]),
         augmented=np.array([False] * len(rows) + [True] * len(extra)),
         origin=np.array(list(range(len(rows))) + origin),
+        lookalike_weight=args.lookalike_weight,
     )
     log(f"{len(extra)} wrapped copies for training; {len({r.group for r in rows})} groups")
 
@@ -287,7 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lab = labelled(table.rows, task) & ~table.augmented
         fit_on = trainable(table.rows, task) & ~table.augmented
         y = np.array([int(r.label(task) or 0) for r in table.rows])
-        w = sample_weights(table.rows, task, fit_on, table.augmented)
+        w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
         a, b = platt(oof[task][fit_on], y[fit_on], w[fit_on])
         calibration[task] = (a, b)
         p = np.full(len(table.rows), np.nan)
