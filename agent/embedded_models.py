@@ -64,8 +64,9 @@ class EmbeddedModel(BaseModel):
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     licence: str
     notice: str | None = None  # a file in agent/data/notices/, for packages that carry no licence
-    # Which answer prompt suits the model: the 135M one retells norm texts as stories, so it gets the
-    # compact prompt (graphs.nodes.uses_compact_prompt); larger ones read the full prompt.
+    # Which answer prompt suits the model (graphs.nodes.uses_compact_prompt), as benchmarks/wording.py
+    # measured it: all three packaged models word better from the compact one (the 135M and 0.5B retell
+    # norm texts and instructions from the full one, and it costs the 1.5B twice the first-token time).
     answer_prompt: Literal["compact", "full"] = "full"
     extra: str | None = None  # the pyproject extra that installs the parts, when they are optional
     parts: tuple[ModelPart, ...] = Field(min_length=1)

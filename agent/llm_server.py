@@ -163,6 +163,8 @@ class EmbeddedLlamaServer:
         n_threads: int | None = None,
         n_batch: int | None = None,
         cache_bytes: int | None = None,
+        logits_all: bool = False,
+        use_mmap: bool = False,
         startup_timeout_s: float = 120.0,
         progress: bool = True,
     ) -> None:
@@ -173,6 +175,8 @@ class EmbeddedLlamaServer:
         self.n_threads = n_threads or default_llm_threads()
         self.n_batch = n_batch or default_batch()
         self.cache_bytes = prompt_cache_bytes() if cache_bytes is None else cache_bytes
+        self.logits_all = logits_all
+        self.use_mmap = use_mmap
         self.startup_timeout_s = startup_timeout_s
         self.progress = progress
         self.port: int | None = None
@@ -208,6 +212,20 @@ class EmbeddedLlamaServer:
             "--n_threads_batch", str(self.n_threads),
             "--n_batch", str(self.n_batch),
             "--n_ubatch", str(self.n_batch),
+            # llama_cpp.server keeps logits for every token by default (only logprobs need them, and
+            # nothing here asks for logprobs): a float32 row of the vocabulary per context token, i.e.
+            # 594 KB a token and up to 1.2 GB at n_ctx 2048 with the Qwen models' 151,936 tokens, plus
+            # the vocabulary projection computed for every prompt token instead of the last one.
+            "--logits_all", "true" if self.logits_all else "false",
+            # llama.cpp repacks most weight matrices into an interleaved copy in anonymous memory for
+            # faster CPU matmuls (597 MB of the 1.5B's 1,060 MB); with the file mmap'd (and mlock'd,
+            # llama_cpp.server's default) the original pages of those matrices stay resident too, so
+            # they are held twice. Read into memory instead, each weight is held once.
+            # benchmarks/llm_batch.py --model qwen2.5-coder-1.5b --batches 64 --logits-all both
+            # --mmap both (load 1.9-3.1): peak RSS 2,098 MB with both defaults, 1,853 MB logits off,
+            # 1,508 MB mmap off, 1,263 MB both off; first token 8.5 / 8.0 / 9.3 / 7.9 s and decoding
+            # 10.4 / 9.5 / 9.5 / 11.0 tokens/s (medians of 3; no slower within the noise).
+            "--use_mmap", "true" if self.use_mmap else "false",
         ]  # fmt: skip
         if self.cache_bytes:
             # Keeps the evaluated state of recent prompts: a new prompt that shares a prefix with one

@@ -370,8 +370,9 @@ def build_answer_prompt(
 
 
 def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: bool) -> bool:
-    """AUTO: the prompt the embedded model's table entry names (compact for the 135M model, whose
-    retelling of norm texts benchmarks/wording.py measured); the full prompt for any other endpoint."""
+    """AUTO: the prompt the embedded model's table entry names (compact for the packaged models, which
+    retold norm texts or answered later from the full one in benchmarks/wording.py); the full prompt
+    for any other endpoint."""
     if ctx.answer_prompt == AnswerPrompt.AUTO:
         from agent.embedded_models import selected_model
 

@@ -24,8 +24,8 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Tests that only need some reply use the fastest packaged model (about 3x the default's decoding
-# speed); tests/test_default_model.py runs the default model end to end.
+# Tests that only need some reply use the fastest packaged model (SmolLM2-135M; the default 1.5B
+# decodes several times slower); tests/test_default_model.py runs the default model end to end.
 os.environ.setdefault("EDGE_ALIGN_EMBEDDED_MODEL", "smollm2-135m")
 if not os.environ.get("EDGE_ALIGN_DATA"):
     shared = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -263,13 +263,18 @@ def test_the_compact_prompt_carries_no_norm_text_and_keeps_the_request_in_its_bl
 def test_auto_gives_the_compact_prompt_only_to_the_embedded_model_whose_table_entry_asks_for_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    import agent.embedded_models
+
     embedded, endpoint = LLMSettings(), LLMSettings(base_url="http://127.0.0.1:9/v1")
     auto = Context()
-    monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", "qwen2.5-coder-1.5b")  # reads the full prompt
-    assert not uses_compact_prompt(auto, embedded, injected_model=False)
-    for small in ("smollm2-135m", "qwen2.5-coder-0.5b"):  # retell norm texts and instructions: compact
-        monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", small)
+    # Every packaged model's entry names the compact prompt (benchmarks/wording.py)...
+    for name in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"):
+        monkeypatch.setenv("EDGE_ALIGN_EMBEDDED_MODEL", name)
         assert uses_compact_prompt(auto, embedded, injected_model=False)
+    # ...and an entry that names the full prompt gets it.
+    reads_full = agent.embedded_models.selected_model().model_copy(update={"answer_prompt": "full"})
+    monkeypatch.setattr(agent.embedded_models, "selected_model", lambda environ=None: reads_full)
+    assert not uses_compact_prompt(auto, embedded, injected_model=False)
     assert not uses_compact_prompt(auto, endpoint, injected_model=False)
     assert not uses_compact_prompt(auto, embedded, injected_model=True)
     assert uses_compact_prompt(Context.validated(answer_prompt="compact"), endpoint, injected_model=False)
