@@ -26,3 +26,9 @@ def test_a_short_header_is_printed_even_if_the_stream_used_its_words() -> None:
     streamed = "The main risk to keep in mind is the danger."
     reply = "Keep in mind:\n- Talk with her first."
     assert unshown_parts(streamed, reply) == reply
+
+
+def test_list_items_the_stream_showed_leave_no_bare_numbers_behind() -> None:
+    streamed = "Do this:\n1. **Tell her**: Let her know you are worried.\n2. Boil water."
+    reply = "Since there is a sign, yes.\n1. **Tell her**: Let her know you are worried.\n2. Boil water."
+    assert unshown_parts(streamed, reply) == "Since there is a sign, yes."

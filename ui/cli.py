@@ -88,21 +88,38 @@ def _plain(text: str) -> str:
     return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
 
 
-def _already_shown(plain: str, shown: str) -> bool:
-    # Short lines (a header, "Yes") are the graph's own and may share words with the stream by chance.
-    return not plain or (len(plain.split()) >= 4 and f" {plain} " in shown)
+_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+")
+
+
+def _words(text: str) -> int:
+    return len(_plain(text).split())
 
 
 def unshown_parts(streamed: str, reply: str) -> str:
-    """The reply's paragraphs, less every sentence the stream already printed."""
+    """The reply's paragraphs, less every sentence the stream already printed.
+
+    A sentence of four or more words counts as shown when it occurs in the stream; a shorter line (a
+    header, "1. Boil water.") only when the stream had the same line, since short phrases recur by chance.
+    """
     shown = f" {_plain(streamed)} "
+    streamed_lines = {_plain(_MARKER.sub("", line)) for line in streamed.splitlines()}
     parts = []
     for paragraph in reply.split("\n\n"):
         lines = []
         for line in paragraph.splitlines():
-            fresh = [s for s in _SENTENCE_END.split(line) if not _already_shown(_plain(s), shown)]
-            if fresh:
-                lines.append(" ".join(fresh) if len(fresh) < len(_SENTENCE_END.split(line)) else line)
+            marker = _MARKER.match(line)
+            body = line[marker.end() :] if marker else line
+            sentences = [s for s in _SENTENCE_END.split(body) if _plain(s)]
+            long = [s for s in sentences if _words(s) >= 4]
+            if not long:
+                if _plain(body) and _plain(body) not in streamed_lines:
+                    lines.append(line)
+                continue
+            fresh = [s for s in long if f" {_plain(s)} " not in shown]
+            if len(fresh) == len(long):
+                lines.append(line)
+            elif fresh:
+                lines.append((marker.group(0) if marker else "") + " ".join(fresh))
         if lines:
             parts.append("\n".join(lines))
     return "\n\n".join(parts)
