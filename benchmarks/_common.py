@@ -75,3 +75,11 @@ def timed_stream(chat: Any, prompt: Any) -> tuple[float, float | None]:
     assert first is not None, "the model streamed nothing"
     rate = round((tokens - 1) / (finished - first), 2) if tokens > 1 else None
     return round(first - started, 3), rate
+
+
+def packaged_model(name: str | None) -> Any:
+    """The packaged chat model a benchmark's --model names, else the table's default."""
+    from agent.embedded_models import load_registry
+
+    registry = load_registry()
+    return registry.get(name or registry.default)

@@ -21,7 +21,7 @@ import os
 import statistics
 from pathlib import Path
 
-from _common import emit, private_home, timed_stream
+from _common import emit, packaged_model, private_home, timed_stream
 from llm_threads import FILLER
 
 
@@ -47,13 +47,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from agent.embedded_models import load_registry
     from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model
     from agent.llm_server import EmbeddedLlamaServer
     from prompts import load_prompt
 
-    registry = load_registry()
-    model = registry.get(args.model or registry.default)
+    model = packaged_model(args.model)
     system = load_prompt("system.md")
     servers = {}
     samples: dict[str, dict[str, list[float]]] = {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from _common import emit, private_home
+from _common import emit, packaged_model, private_home
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,11 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     home = private_home()
 
-    from agent.embedded_models import load_registry
     from agent.llm_server import EmbeddedLlamaServer
 
-    registry = load_registry()
-    model = registry.get(args.model or registry.default)
+    model = packaged_model(args.model)
     load_before = os.getloadavg()
     startup: dict[str, list[float]] = {"mmap": [], "read": []}
     for _ in range(args.rounds):

@@ -16,7 +16,7 @@ import argparse
 import os
 import statistics
 
-from _common import emit, private_home, timed_stream
+from _common import emit, packaged_model, private_home, timed_stream
 
 SETTINGS = [(1, "PASSIVE"), (2, "PASSIVE"), (1, ""), (2, "")]  # "": OpenMP's default policy
 FILLER = (
@@ -38,13 +38,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from langchain_core.messages import HumanMessage, SystemMessage
 
-    from agent.embedded_models import load_registry
     from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, make_chat_model
     from agent.llm_server import EmbeddedLlamaServer
     from prompts import load_prompt
 
-    registry = load_registry()
-    model = registry.get(args.model or registry.default)
+    model = packaged_model(args.model)
     system = SystemMessage(load_prompt("system.md"))
     servers = {}
     samples: dict[str, dict[str, list[float]]] = {}
