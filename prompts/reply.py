@@ -308,6 +308,45 @@ def usable_wording(plan: ReplyPlan, wording: str, echoes: Sequence[str] = ()) ->
     return clean_wording(wording, copied, take_no_side=plan.style == "pluralistic")
 
 
+def _plain(text: str) -> str:
+    # Digits count here ("1. Boil water."), unlike _normal's words.
+    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def _word_count(text: str) -> int:
+    return len(_plain(text).split())
+
+
+def unshown_parts(streamed: str, reply: str) -> str:
+    """The reply's paragraphs, less every sentence the stream already printed.
+
+    A sentence of four or more words counts as shown when it occurs in the stream; a shorter line (a
+    header, "1. Boil water.") only when the stream had the same line, since short phrases recur by chance.
+    """
+    shown = f" {_plain(streamed)} "
+    streamed_lines = {_plain(_LIST_MARKER.sub("", line)) for line in streamed.splitlines()}
+    parts = []
+    for paragraph in reply.split("\n\n"):
+        lines = []
+        for line in paragraph.splitlines():
+            marker = _LIST_MARKER.match(line)
+            body = line[marker.end() :] if marker else line
+            sentences = [s for s in _SENTENCE.split(body) if _plain(s)]
+            long = [s for s in sentences if _word_count(s) >= 4]
+            if not long:
+                if _plain(body) and _plain(body) not in streamed_lines:
+                    lines.append(line)
+                continue
+            fresh = [s for s in long if f" {_plain(s)} " not in shown]
+            if len(fresh) == len(long):
+                lines.append(line)
+            elif fresh:
+                lines.append((marker.group(0) if marker else "") + " ".join(fresh))
+        if lines:
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
 def compose(plan: ReplyPlan, wording: str, echoes: Sequence[str] = (), notice: str = "") -> str:
     """The reply: the direct answer, the model's wording, then what the wording left out.
 

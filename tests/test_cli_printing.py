@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ui.cli import unshown_parts
+from prompts.reply import unshown_parts
 
 
 def test_sentences_the_stream_showed_are_not_printed_again() -> None:

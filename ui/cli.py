@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -74,55 +73,13 @@ def _print_turn(agent: Any, message: str, thread_id: str, user_id: str | None) -
         # The graph cleans the model's text (a cut-off last sentence, echoes and talk about "the
         # user" dropped) and adds parts of its own (the decided answer, perspectives, assumptions):
         # print what the stream has not shown, without repeating what it has.
+        from prompts.reply import unshown_parts
+
         rest = unshown_parts(streamed, result.reply)
         print("\n\n" + rest if rest else "")
     for option in (result.question or {}).get("options", []):
         print(f"  - {option}")
     return result
-
-
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-
-
-def _plain(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9']+", text.lower()))
-
-
-_MARKER = re.compile(r"^\s*(?:[-*+]|\d{1,2}[.)])\s+")
-
-
-def _words(text: str) -> int:
-    return len(_plain(text).split())
-
-
-def unshown_parts(streamed: str, reply: str) -> str:
-    """The reply's paragraphs, less every sentence the stream already printed.
-
-    A sentence of four or more words counts as shown when it occurs in the stream; a shorter line (a
-    header, "1. Boil water.") only when the stream had the same line, since short phrases recur by chance.
-    """
-    shown = f" {_plain(streamed)} "
-    streamed_lines = {_plain(_MARKER.sub("", line)) for line in streamed.splitlines()}
-    parts = []
-    for paragraph in reply.split("\n\n"):
-        lines = []
-        for line in paragraph.splitlines():
-            marker = _MARKER.match(line)
-            body = line[marker.end() :] if marker else line
-            sentences = [s for s in _SENTENCE_END.split(body) if _plain(s)]
-            long = [s for s in sentences if _words(s) >= 4]
-            if not long:
-                if _plain(body) and _plain(body) not in streamed_lines:
-                    lines.append(line)
-                continue
-            fresh = [s for s in long if f" {_plain(s)} " not in shown]
-            if len(fresh) == len(long):
-                lines.append(line)
-            elif fresh:
-                lines.append((marker.group(0) if marker else "") + " ".join(fresh))
-        if lines:
-            parts.append("\n".join(lines))
-    return "\n\n".join(parts)
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
