@@ -404,7 +404,7 @@ def answer_prompt(
     # prompt keeps every block, so a configured model always sees the same frame.
     def block(kind: str, text: str) -> str:
         if text or not compact:
-            return data_block(kind, text or PLACEHOLDERS[1] if kind != "situation" else text or PLACEHOLDERS[0])
+            return data_block(kind, text or (PLACEHOLDERS[0] if kind == "situation" else PLACEHOLDERS[1]))
         return ""
 
     blocks = {
