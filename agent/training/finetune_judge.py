@@ -156,6 +156,13 @@ def embed_tuned(layers: Any, batches: list[dict[str, Any]], n: int) -> tuple[np.
     return frozen, tuned
 
 
+def fitted_probabilities(x: np.ndarray, y: np.ndarray, w: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+    """Every row's probability from a logistic head fitted, and Platt-calibrated, on the ``fit_on`` rows."""
+    coef, bias = fit_head(x[fit_on], y[fit_on], w[fit_on])
+    a, b = platt(raw_scores(x[fit_on], coef, bias), y[fit_on], w[fit_on])
+    return sigmoid(a * raw_scores(x, coef, bias) + b)
+
+
 def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray) -> dict:
     from agent.metrics import auroc
 
@@ -168,9 +175,7 @@ def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen:
         m_test = test & lab & ~table.augmented
         result: dict[str, Any] = {}
         for name, x in (("frozen", x_frozen), ("tuned", x_tuned)):
-            coef, bias = fit_head(x[m_train], y[m_train], w[m_train])
-            a, b = platt(raw_scores(x[m_train], coef, bias), y[m_train], w[m_train])
-            p = sigmoid(a * raw_scores(x, coef, bias) + b)
+            p = fitted_probabilities(x, y, w, m_train)
             for source in sorted({table.rows[i].source for i in np.flatnonzero(m_test)}):
                 m = m_test & np.array([r.source == source for r in table.rows])
                 cell = result.setdefault(source, {"n": int(m.sum())})
@@ -205,9 +210,7 @@ def heldout_decisions(
             y = np.array([int(r.label(task) or 0) for r in table.rows])
             fit_on = train & trainable(table.rows, task)
             w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
-            coef, bias = fit_head(x[fit_on], y[fit_on], w[fit_on])
-            a, b = platt(raw_scores(x[fit_on], coef, bias), y[fit_on], w[fit_on])
-            p[task] = sigmoid(a * raw_scores(x, coef, bias) + b)
+            p[task] = fitted_probabilities(x, y, w, fit_on)
         predicted = {int(i): decide_from_probabilities(p["harmful"][i], p["clarify"][i], thresholds) for i in decided}
         for source in sorted({table.rows[i].source for i in decided}):
             idx = [int(i) for i in decided if table.rows[i].source == source]
