@@ -18,11 +18,13 @@ import copy
 import json
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from agent.constraints import request_clauses
 from agent.judge import TASKS
 from agent.judge_encoder import LAYERS_FILE
 from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
@@ -30,15 +32,14 @@ from agent.training.train_judge import (
     FOLDS,
     LOOKALIKE_WEIGHT,
     Table,
-    augmented_rows,
     fit_head,
     labelled,
-    load_wrappers,
     platt,
     raw_scores,
     sample_weights,
     sigmoid,
     trainable,
+    training_copies,
 )
 
 MAX_TOKENS = 128  # training texts are cut here (the longest sources are narratives; the ask comes first)
@@ -156,14 +157,29 @@ def embed_tuned(layers: Any, batches: list[dict[str, Any]], n: int) -> tuple[np.
     return frozen, tuned
 
 
-def fitted_probabilities(x: np.ndarray, y: np.ndarray, w: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
-    """Every row's probability from a logistic head fitted, and Platt-calibrated, on the ``fit_on`` rows."""
+def fitted_head(x: np.ndarray, y: np.ndarray, w: np.ndarray, fit_on: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """A logistic head fitted, and Platt-calibrated, on the ``fit_on`` rows: embeddings -> probabilities."""
     coef, bias = fit_head(x[fit_on], y[fit_on], w[fit_on])
     a, b = platt(raw_scores(x[fit_on], coef, bias), y[fit_on], w[fit_on])
-    return sigmoid(a * raw_scores(x, coef, bias) + b)
+    return lambda rows: sigmoid(a * raw_scores(rows, coef, bias) + b)
 
 
-def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray) -> dict:
+def fitted_probabilities(x: np.ndarray, y: np.ndarray, w: np.ndarray, fit_on: np.ndarray) -> np.ndarray:
+    """Every row's probability from a head fitted on the ``fit_on`` rows (see fitted_head)."""
+    return fitted_head(x, y, w, fit_on)(x)
+
+
+@dataclass
+class HeldOutClauses:
+    """The clauses of held-out requests (agent.constraints.request_clauses), embedded per encoder."""
+
+    owner: np.ndarray  # row index of the request each clause belongs to
+    embeddings: dict[str, np.ndarray]
+
+
+def compare_on_fold(
+    table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray, clauses: HeldOutClauses
+) -> dict:
     from agent.metrics import auroc
 
     out: dict[str, Any] = {}
@@ -184,19 +200,20 @@ def compare_on_fold(table: Table, train: np.ndarray, test: np.ndarray, x_frozen:
                 cell[f"{name}_acc"] = round(float(((p[m] >= 0.5) == y[m]).mean()), 3)
         out[task] = result
         log(f"fold comparison {task}: {json.dumps(result)}")
-    out["decision"] = heldout_decisions(table, train, test, {"frozen": x_frozen, "tuned": x_tuned})
+    out["decision"] = heldout_decisions(table, train, test, {"frozen": x_frozen, "tuned": x_tuned}, clauses)
     log(f"fold comparison decision: {json.dumps(out['decision'])}")
     return out
 
 
 def heldout_decisions(
-    table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray]
+    table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray], clauses: HeldOutClauses
 ) -> dict[str, Any]:
     """The three-way decision the shipped rule makes on the held-out fold, per source, per encoder.
 
     The heads are fitted as train_judge ships them (its TRAIN_EXCLUDE sources left out of a head),
-    calibrated on their own training rows, and decide by the stated costs. p(harmful) is the
-    message's own: the clause maximum of the running graph is not applied here.
+    calibrated on their own training rows, and decide by the stated costs. p(harmful) is, as in the
+    running graph, the highest of the message's and its clauses' (``accuracy``, ``*_recall``);
+    ``message_only_accuracy`` is the rule without the clauses.
     """
     from agent.judge import DECISION_COSTS, decide_from_probabilities, decision_thresholds
     from agent.metrics import multiclass_metrics
@@ -206,22 +223,33 @@ def heldout_decisions(
     out: dict[str, Any] = {}
     for name, x in embeddings.items():
         p: dict[str, np.ndarray] = {}
+        harmful_head = None
         for task in ("harmful", "clarify"):
             y = np.array([int(r.label(task) or 0) for r in table.rows])
             fit_on = train & trainable(table.rows, task)
             w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
-            p[task] = fitted_probabilities(x, y, w, fit_on)
-        predicted = {int(i): decide_from_probabilities(p["harmful"][i], p["clarify"][i], thresholds) for i in decided}
-        for source in sorted({table.rows[i].source for i in decided}):
-            idx = [int(i) for i in decided if table.rows[i].source == source]
-            truth = [str(table.rows[i].decision) for i in idx]
-            metrics = multiclass_metrics(truth, [predicted[i] for i in idx], ["answer", "clarify", "refuse"])
-            cell = out.setdefault(source, {"n": len(idx)})
-            cell[f"{name}_accuracy"] = round(float(metrics["accuracy"]), 3)
-            for label in ("answer", "refuse"):
-                labelled_as = [i for i in idx if table.rows[i].decision == label]
-                if labelled_as:
-                    cell[f"{name}_{label}_recall"] = round(sum(predicted[i] == label for i in labelled_as) / len(labelled_as), 3)
+            head = fitted_head(x, y, w, fit_on)
+            p[task] = head(x)
+            harmful_head = head if task == "harmful" else harmful_head
+        assert harmful_head is not None
+        p_harm = p["harmful"].copy()
+        if len(clauses.owner):
+            np.maximum.at(p_harm, clauses.owner, harmful_head(clauses.embeddings[name]))
+        for rule, harm in (("", p_harm), ("message_only_", p["harmful"])):
+            predicted = {int(i): decide_from_probabilities(harm[i], p["clarify"][i], thresholds) for i in decided}
+            for source in sorted({table.rows[i].source for i in decided}):
+                idx = [int(i) for i in decided if table.rows[i].source == source]
+                truth = [str(table.rows[i].decision) for i in idx]
+                metrics = multiclass_metrics(truth, [predicted[i] for i in idx], ["answer", "clarify", "refuse"])
+                cell = out.setdefault(source, {"n": len(idx)})
+                cell[f"{name}_{rule}accuracy"] = round(float(metrics["accuracy"]), 3)
+                if rule:
+                    continue
+                for label in ("answer", "refuse"):
+                    labelled_as = [i for i in idx if table.rows[i].decision == label]
+                    if labelled_as:
+                        cell[f"{name}_{label}_recall"] = round(
+                            sum(predicted[i] == label for i in labelled_as) / len(labelled_as), 3)
     return out
 
 
@@ -247,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = load_encoder()
     x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
     link_near_duplicates(rows, x_orig)
-    extra, origin = augmented_rows(rows, load_wrappers()["train"], args.seed)
+    extra, origin = training_copies(rows, args.seed)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
                   np.array(list(range(len(rows))) + origin), args.lookalike_weight)
     texts = [r.text for r in table.rows]
@@ -280,9 +308,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         test = (fold == k) & ~table.augmented
         evaluated = sorted(set(chosen) | set(np.flatnonzero(test).tolist()))
         x_frozen, x_tuned = embed_tuned(layers, pre.batches(texts, by_length(texts, evaluated)), len(table.rows))
+        held_out = [(int(i), c) for i in np.flatnonzero(test) if table.rows[i].decision
+                    for c in request_clauses(table.rows[i].text)]
+        clause_texts = [c for _, c in held_out]
+        c_frozen, c_tuned = embed_tuned(
+            layers, pre.batches(clause_texts, by_length(clause_texts, range(len(clause_texts)))), len(clause_texts))
+        clauses = HeldOutClauses(np.array([i for i, _ in held_out], dtype=int), {"frozen": c_frozen, "tuned": c_tuned})
         in_train = np.zeros(len(table.rows), dtype=bool)
         in_train[chosen] = True
-        report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned)
+        report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned, clauses)
         report["folds"][str(k)]["seconds"] = round(time.perf_counter() - started)
     print(json.dumps(report, indent=2))
     return 0

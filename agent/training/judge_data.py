@@ -17,11 +17,16 @@ Sources and the labels taken from them (nothing is invented; see each folder's P
 | in3 vague / clear agent tasks | 0 | 1 / 0 | 0 | clarify / answer |
 | ambignq multipleQAs / singleAnswer | 0 | 1 / 0 | 0 | clarify / answer |
 | clariq topics, need >= 3 / <= 2 | 0 | 1 / 0 | 0 | clarify / answer |
-| conflictscope prompts (two named values conflict) | 0 | - | 1 | answer |
-| moralchoice high / low ambiguity, as "Should I A or B?" | 0 | - | 1 / 0 | - |
-| daily_dilemmas dilemma situations | 0 | - | 1 | answer |
+| conflictscope prompts (two named values conflict) | 0 | 0 | 1 | answer |
+| moralchoice high / low ambiguity, as "Should I A or B?" | 0 | 0 | 1 / 0 | - |
+| daily_dilemmas dilemma situations | 0 | 0 | 1 | answer |
 | abg_coqa questions (ambiguity not used: it depends on a passage) | 0 | - | 0 | - |
 | clarifydelphi situations, as "Is it okay to be ...?" | 0 | - | - | - |
+
+A dilemma states its options and its situation: nothing is missing that a question would supply, so
+the three conflict sources count as needing no question (clarify 0), as their "answer" decision says.
+(Without that label the tuned encoder drifted: out of fold it asked about or refused 45% of
+DailyDilemmas, against 23% for the frozen one.)
 """
 
 from __future__ import annotations
@@ -154,7 +159,7 @@ def conflictscope(data_dir: str | None) -> list[Row]:
         for key, text in table.items():
             # The scenario id names the conflicting values; several prompts share a scenario.
             scenario = key.rsplit("-", 1)[0]
-            rows.append(Row(text, "conflictscope", f"cs-{scenario}", harmful=0, conflict=1, decision="answer",
+            rows.append(Row(text, "conflictscope", f"cs-{scenario}", harmful=0, clarify=0, conflict=1, decision="answer",
                             meta={"set": path.stem}))
     return rows
 
@@ -169,7 +174,8 @@ def moralchoice(data_dir: str | None) -> list[Row]:
                 a2 = item["action2"].rstrip(".")
                 text = f"{item['context']} Should I do this: {a1[:1].lower() + a1[1:]}, or this: {a2[:1].lower() + a2[1:]}?"
                 # Asking which of two actions to take is never itself a harmful request.
-                rows.append(Row(text, "moralchoice", f"mc-{item['scenario_id']}", harmful=0, conflict=int(level == "high"),
+                rows.append(Row(text, "moralchoice", f"mc-{item['scenario_id']}", harmful=0, clarify=0,
+                                conflict=int(level == "high"),
                                 meta={"rule": item["generation_rule"]}))
     return rows
 
@@ -179,7 +185,7 @@ def daily_dilemmas(data_dir: str | None) -> list[Row]:
     rows = []
     with path.open(encoding="utf-8", newline="") as handle:
         for item in csv.DictReader(handle):
-            rows.append(Row(item["dilemma_situation"], "daily_dilemmas", f"dd-{item['idx']}", harmful=0, conflict=1,
+            rows.append(Row(item["dilemma_situation"], "daily_dilemmas", f"dd-{item['idx']}", harmful=0, clarify=0, conflict=1,
                             decision="answer"))
     return rows
 

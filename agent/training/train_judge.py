@@ -1,16 +1,17 @@
 """Train the judge's heads (harmful, clarify, conflict) on real data and measure them honestly.
 
-    python -m agent.training.train_judge [--data-dir DIR] [--encoder minilm|mpnet] [--finetune] [--seed 0]
+    python -m agent.training.train_judge [--data-dir DIR] [--encoder frozen|tuned] [--quick] [--dry-run] [--seed 0]
 
 What it does, in order (each step prints its progress):
 1. reads every labelled request of the shared data (agent/training/judge_data.py), embeds each text once
    (cached by content hash), links near-duplicate harmful texts into one group;
 2. augments harmful and benign rows alike with the `train` jailbreak wrappers
-   (agent/data/jailbreak_wrappers.yaml), so a wrapper's words carry no label;
+   (agent/data/jailbreak_wrappers.yaml) and with instructions asked as questions
+   (agent/training/rephrase.py), so neither a wrapper's words nor a request's form carries a label;
 3. measures: 5-fold cross-validation with whole groups held out (a JBB pair, a ClariQ topic, a
    near-duplicate cluster never straddles a split), per source; leave-one-source-out (train without a
    source, test on it); the refusal head on harmful and benign requests wrapped in the `heldout`
-   wrappers nobody trained on; the three-way decision (answer / clarify / refuse) from the stated costs;
+   wrappers, and asked in the `heldout` forms, that nobody trained on; the three-way decision (answer / clarify / refuse) from the stated costs;
 4. fits the shipped heads on everything, calibrated on the out-of-fold scores, and writes
    agent/models/judge_heads.npz, agent/models/judge_report.json, the decision's cut points in
    agent/data/policy.json and a reliability diagram under docs/figures/.
@@ -26,7 +27,7 @@ import json
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from agent.constraints import request_clauses
 from agent.judge import (
     DECISION_COSTS,
     JUDGE_HEADS_FILE,
@@ -45,6 +47,7 @@ from agent.judge import (
 )
 from agent.metrics import auroc, expected_calibration_error, multiclass_metrics, reliability
 from agent.policy_config import update_policy_file
+from agent.training import rephrase
 from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -53,7 +56,8 @@ FIGURE = PROJECT_ROOT / "docs" / "figures" / "judge_reliability.png"
 FOLDS = 5
 L2_C = 2.0  # logistic regularisation: 0.5, 2 and 8 differ by < 0.01 mean AUROC in the first CV run
 AUGMENT_WEIGHT = 0.5  # a wrapped copy counts half as much as its original
-# Which rows are wrapped: every harmful row, and as many benign look-alikes, so wrappers stay label-free.
+# Which rows get training copies: every harmful row, and as many benign ones (look-alikes first), so a
+# wrapper or a rewritten form stays label-free.
 BENIGN_WRAP_SOURCES = ("jbb_benign", "coconot", "in3", "ambignq", "clariq", "clarifydelphi")
 
 
@@ -79,10 +83,34 @@ def wrap(text: str, wrapper: str) -> str:
     return wrapper.replace("{request}", text)
 
 
-def augmented_rows(rows: Sequence[Row], wrappers: Sequence[str], seed: int) -> tuple[list[Row], list[int]]:
+@dataclass(frozen=True)
+class Augmentation:
+    """A label-free change to a request's text, made for training copies only."""
+
+    name: str
+    applies: Callable[[str], bool]
+    make: Callable[[str, np.random.Generator], str]
+
+
+def wrapping(wrappers: Sequence[str]) -> Augmentation:
+    return Augmentation("wrapped", lambda _text: True,
+                        lambda text, rng: wrap(text, wrappers[int(rng.integers(len(wrappers)))]))
+
+
+def rephrasing(family: str = "train") -> Augmentation:
+    def make(text: str, rng: np.random.Generator) -> str:
+        options = rephrase.rewrites(text, family)
+        return options[int(rng.integers(len(options)))]
+
+    return Augmentation("rephrased", rephrase.is_instruction, make)
+
+
+def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -> tuple[list[Row], list[int]]:
+    """Copies of every harmful row the augmentation applies to, and of as many benign ones."""
     rng = np.random.default_rng(seed)
-    harmful = [i for i, r in enumerate(rows) if r.harmful == 1]
-    benign_pool = [i for i, r in enumerate(rows) if r.harmful == 0 and r.source in BENIGN_WRAP_SOURCES]
+    harmful = [i for i, r in enumerate(rows) if r.harmful == 1 and augmentation.applies(r.text)]
+    benign_pool = [i for i, r in enumerate(rows)
+                   if r.harmful == 0 and r.source in BENIGN_WRAP_SOURCES and augmentation.applies(r.text)]
     # Benign look-alikes first (they are the over-refusal risk), then a random draw of the rest.
     priority = [i for i in benign_pool if rows[i].source in ("jbb_benign", "coconot")]
     rest = [i for i in benign_pool if i not in set(priority)]
@@ -91,11 +119,52 @@ def augmented_rows(rows: Sequence[Row], wrappers: Sequence[str], seed: int) -> t
     out, origin = [], []
     for i in chosen:
         r = rows[i]
-        w = wrappers[int(rng.integers(len(wrappers)))]
-        out.append(Row(wrap(r.text, w), r.source, r.group, r.harmful, r.clarify, r.conflict, r.decision,
-                       {**r.meta, "augmented": "1"}))
+        out.append(Row(augmentation.make(r.text, rng), r.source, r.group, r.harmful, r.clarify, r.conflict, r.decision,
+                       {**r.meta, "augmented": augmentation.name}))
         origin.append(i)
     return out, origin
+
+
+# At run time a message's harmful probability is the highest of the message and its clauses, so the head
+# must have seen clauses: a sentence cut out of a harmless request ("I need urgent, detailed help making a
+# safe plan to leave my abusive husband.") scored 0.81 on heads trained on whole requests only, and the
+# shipped judge refused 62 of 120 ConflictScope prompts on one clause each. A clause of a harmless request
+# is harmless (its other labels are unknown); a clause of a harmful one may be mere context, so those are
+# not used.
+CLAUSES_PER_ROW = 3
+MAX_CLAUSE_ROWS_PER_SOURCE = 3000
+
+
+def clause_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
+    """Training rows made of one clause of harmless multi-clause requests (harmful 0, nothing else known)."""
+    rng = np.random.default_rng(seed)
+    by_source: dict[str, list[tuple[int, str]]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        if r.harmful != 0:
+            continue
+        clauses = request_clauses(r.text)
+        if clauses:
+            for j in rng.permutation(len(clauses))[:CLAUSES_PER_ROW]:
+                by_source[r.source].append((i, clauses[int(j)]))
+    out, origin = [], []
+    for source in sorted(by_source):
+        found = by_source[source]
+        keep = sorted(rng.permutation(len(found))[:MAX_CLAUSE_ROWS_PER_SOURCE])
+        for k in keep:
+            i, clause = found[int(k)]
+            out.append(Row(clause, rows[i].source, rows[i].group, harmful=0, meta={**rows[i].meta, "augmented": "clause"}))
+            origin.append(i)
+    return out, origin
+
+
+def training_copies(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
+    """The training-only copies of ``rows``: wrapped in the `train` jailbreak wrappers, instructions asked
+    as questions (agent/training/rephrase.py), and clauses of harmless requests; each copy keeps its
+    original's group (and its labels, but for a clause's, which is only harmless)."""
+    wrapped, wrapped_origin = augmented_rows(rows, wrapping(load_wrappers()["train"]), seed)
+    rephrased, rephrased_origin = augmented_rows(rows, rephrasing("train"), seed + 1)
+    clauses, clause_origin = clause_rows(rows, seed + 2)
+    return wrapped + rephrased + clauses, wrapped_origin + rephrased_origin + clause_origin
 
 
 # AmbigNQ's ambiguity (a factoid question with several answers in Wikipedia) is evaluated, never trained
@@ -106,6 +175,13 @@ TRAIN_EXCLUDE = {"clarify": {"ambignq"}}
 
 # Sources weighed as one: JBB's harmful behaviours and their benign contrasts are one set of pairs.
 WEIGHT_GROUP = {"jbb_harmful": "jbb", "jbb_benign": "jbb"}
+# For the clarify head the three dilemma sources are one set of requests that need no question: weighed
+# as three sources they would triple the weight of that one kind of negative and move the head's prior.
+TASK_WEIGHT_GROUP = {"clarify": {"conflictscope": "dilemmas", "daily_dilemmas": "dilemmas", "moralchoice": "dilemmas"}}
+
+
+def weight_group(source: str, task: str) -> str:
+    return TASK_WEIGHT_GROUP.get(task, {}).get(source) or WEIGHT_GROUP.get(source, source)
 # The harmful head's look-alikes (JBB's topic-matched benign contrasts, CoCoNot's contrast set) are
 # the only negatives that share the harmful sets' topics; at equal source weight they are a twelfth
 # of the negative mass, and the head learned topic, not intent. This multiplies their weight.
@@ -132,7 +208,7 @@ def sample_weights(
     w = np.zeros(len(rows))
     chosen = [int(i) for i in np.flatnonzero(mask)]
     label_of = {i: int(rows[i].label(task) or 0) for i in chosen}
-    group_of = {i: WEIGHT_GROUP.get(rows[i].source, rows[i].source) for i in chosen}
+    group_of = {i: weight_group(rows[i].source, task) for i in chosen}
     counts: dict[tuple[int, str], float] = defaultdict(float)
     for i in chosen:
         counts[(label_of[i], group_of[i])] += AUGMENT_WEIGHT if augmented[i] else 1.0
@@ -285,7 +361,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder: Any = packaged if args.encoder == "frozen" else TunedView(packaged)
     x_orig = x_packaged if args.encoder == "frozen" else embed_texts([r.text for r in rows], encoder, label="judge rows")
     wrappers = load_wrappers()
-    extra, origin = augmented_rows(rows, wrappers["train"], args.seed)
+    extra, origin = training_copies(rows, args.seed)
     x_extra = embed_texts([r.text for r in extra], encoder, label="judge wrapped rows")
     table = Table(
         rows=rows + extra,
@@ -294,10 +370,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         origin=np.array(list(range(len(rows))) + origin),
         lookalike_weight=args.lookalike_weight,
     )
-    log(f"{len(extra)} wrapped copies for training; {len({r.group for r in rows})} groups")
+    kinds = {kind: sum(r.meta["augmented"] == kind for r in extra) for kind in ("wrapped", "rephrased", "clause")}
+    log(f"{kinds['wrapped']} wrapped, {kinds['rephrased']} rephrased and {kinds['clause']} clause copies for training; "
+        f"{len({r.group for r in rows})} groups")
 
     oof, fold_heads = cross_validate(table, args.seed)
-    report: dict[str, Any] = {"rows": len(rows), "wrapped_training_copies": len(extra), "cv": {}, "calibration": {}}
+    report: dict[str, Any] = {"rows": len(rows), "wrapped_training_copies": kinds["wrapped"],
+                              "rephrased_training_copies": kinds["rephrased"],
+                              "clause_training_rows": kinds["clause"], "cv": {}, "calibration": {}}
     calibration: dict[str, tuple[float, float]] = {}
     probs: dict[str, np.ndarray] = {}
     for task in TASKS:
@@ -340,20 +420,30 @@ def main(argv: Sequence[str] | None = None) -> int:
                     probs[task][idx] = sigmoid(a * raw_scores(x_all[idx], coef, bias) + b)
     # As at run time, a message's harmful probability is the highest of the message and its clauses.
     p_harm = clause_max(table, decided, fold, fold_heads, probs["harmful"], calibration["harmful"], encoder)
-    predicted = [decide_from_probabilities(p_harm[j], probs["clarify"][i], thresholds) for j, i in enumerate(decided)]
     truth = [table.rows[i].decision for i in decided]
-    report["decision"] = {"all": multiclass_metrics(truth, predicted, ["answer", "clarify", "refuse"])}
     by_source: dict[str, list[int]] = defaultdict(list)
     for j, i in enumerate(decided):
         by_source[table.rows[i].source].append(j)
-    for source, js in sorted(by_source.items()):
-        report["decision"][source] = multiclass_metrics([truth[j] for j in js], [predicted[j] for j in js],
-                                                        ["answer", "clarify", "refuse"])
-        log(f"decision {source}: accuracy {report['decision'][source]['accuracy']:.3f} (n={len(js)})")
+    # Both rules are measured: the harmful probability of the message alone, and the highest of the
+    # message and its clauses.
+    for key, harm in (("decision", p_harm), ("decision_message_only", [probs["harmful"][i] for i in decided])):
+        predicted = [decide_from_probabilities(harm[j], probs["clarify"][i], thresholds) for j, i in enumerate(decided)]
+        report[key] = {"all": multiclass_metrics(truth, predicted, ["answer", "clarify", "refuse"])}
+        for source, js in sorted(by_source.items()):
+            report[key][source] = multiclass_metrics([truth[j] for j in js], [predicted[j] for j in js],
+                                                     ["answer", "clarify", "refuse"])
+            log(f"{key} {source}: accuracy {report[key][source]['accuracy']:.3f} (n={len(js)})")
 
-    # Held-out wrappers around held-out rows: does the refusal head read the request, not the wrapper?
-    report["heldout_wrappers"] = heldout_wrapper_check(
-        table, fold, fold_heads, wrappers["heldout"], encoder, calibration, thresholds
+    # Held-out wrappers around held-out rows, and held-out instructions asked in forms nobody trained
+    # on: does the refusal head read the request, not its wrapper or its grammatical form?
+    heldout_wrappers = wrappers["heldout"]
+    report["heldout_wrappers"] = heldout_form_check(
+        table, fold, fold_heads, lambda text, j: wrap(text, heldout_wrappers[j % len(heldout_wrappers)]),
+        "wrappers", encoder, calibration, thresholds,
+    )
+    report["heldout_rephrased"] = heldout_form_check(
+        table, fold, fold_heads, lambda text, j: rephrase.rewrite(text, j, "heldout"),
+        "rephrased", encoder, calibration, thresholds,
     )
 
     if not args.no_loso:
@@ -391,7 +481,6 @@ def clause_max(
     encoder: Any,
 ) -> np.ndarray:
     """Per row of ``idx``: max(p of the message, p of each clause), with the heads of the row's fold."""
-    from agent.constraints import request_clauses
     from agent.training.text_cache import embed_texts
 
     out = np.array([p_message[i] for i in idx], dtype=float)
@@ -431,44 +520,56 @@ def write_policy() -> None:
     }})
 
 
-def heldout_wrapper_check(
+def heldout_form_check(
     table: Table,
     fold: np.ndarray,
     fold_heads: list[dict[str, tuple[np.ndarray, float]]],
-    wrappers: Sequence[str],
+    transform: Callable[[str, int], str | None],
+    label: str,
     encoder: Any,
     calibration: dict[str, tuple[float, float]],
     thresholds: dict[str, float],
 ) -> dict[str, Any]:
+    """The decision on each held-out row of the refusal sources, changed by ``transform`` (rows it does
+    not apply to are skipped), with the heads of the row's fold."""
     from agent.training.text_cache import embed_texts
 
     out: dict[str, Any] = {}
     for k in range(FOLDS):
         heads = fold_heads[k]
-        idx = [i for i in np.flatnonzero((fold == k) & ~table.augmented)
-               if table.rows[i].source in ("jbb_harmful", "jbb_benign", "harmbench", "advbench", "coconot")
-               and table.rows[i].harmful is not None]
-        texts = [wrap(table.rows[i].text, wrappers[j % len(wrappers)]) for j, i in enumerate(idx)]
-        x = embed_texts(texts, encoder, label=f"judge heldout wrappers fold {k}")
-        ph = sigmoid(calibration["harmful"][0] * raw_scores(x, *heads["harmful"]) + calibration["harmful"][1])
-        ph = np.maximum(ph, wrapped_clause_max(texts, heads["harmful"], calibration["harmful"], encoder, k))
+        candidates = [i for i in np.flatnonzero((fold == k) & ~table.augmented)
+                      if table.rows[i].source in ("jbb_harmful", "jbb_benign", "harmbench", "advbench", "coconot")
+                      and table.rows[i].harmful is not None]
+        changed = [(int(i), transform(table.rows[i].text, j)) for j, i in enumerate(candidates)]
+        kept = [(i, text) for i, text in changed if text is not None]
+        if not kept:
+            continue
+        idx = [i for i, _ in kept]
+        texts = [text for _, text in kept]
+        x = embed_texts(texts, encoder, label=f"judge heldout {label} fold {k}")
+        ph_message = sigmoid(calibration["harmful"][0] * raw_scores(x, *heads["harmful"]) + calibration["harmful"][1])
+        ph = np.maximum(ph_message, wrapped_clause_max(texts, heads["harmful"], calibration["harmful"], encoder, k))
         pc = sigmoid(calibration["clarify"][0] * raw_scores(x, *heads["clarify"]) + calibration["clarify"][1])
         for j, i in enumerate(idx):
             key = f"{table.rows[i].source}:{'harmful' if table.rows[i].harmful else 'benign'}"
-            d = decide_from_probabilities(float(ph[j]), float(pc[j]), thresholds)
-            out.setdefault(key, []).append(d)
+            both = (decide_from_probabilities(float(ph[j]), float(pc[j]), thresholds),
+                    decide_from_probabilities(float(ph_message[j]), float(pc[j]), thresholds))
+            out.setdefault(key, []).append(both)
     summary = {}
     for key, decisions in sorted(out.items()):
-        summary[key] = {"n": len(decisions), **{d: round(decisions.count(d) / len(decisions), 3)
-                                                   for d in ("answer", "clarify", "refuse")}}
-        log(f"held-out wrappers {key}: {summary[key]}")
+        with_clauses = [d for d, _ in decisions]
+        message_only = [d for _, d in decisions]
+        summary[key] = {"n": len(decisions), **{d: round(with_clauses.count(d) / len(decisions), 3)
+                                                   for d in ("answer", "clarify", "refuse")},
+                        "message_only": {d: round(message_only.count(d) / len(decisions), 3)
+                                         for d in ("answer", "clarify", "refuse")}}
+        log(f"held-out {label} {key}: {summary[key]}")
     return summary
 
 
 def wrapped_clause_max(
     texts: Sequence[str], head: tuple[np.ndarray, float], platt_ab: tuple[float, float], encoder: Any, fold: int
 ) -> np.ndarray:
-    from agent.constraints import request_clauses
     from agent.training.text_cache import embed_texts
 
     out = np.zeros(len(texts))
