@@ -89,3 +89,17 @@ def test_clause_rows_come_from_harmless_requests_only_and_say_only_that() -> Non
         assert copy.text in request_clauses(rows[0].text)
         assert (copy.harmful, copy.clarify, copy.conflict, copy.decision) == (0, None, None, None)
         assert copy.group == "g1" and copy.meta["augmented"] == "clause"
+
+
+def test_pooled_decisions_weigh_each_fold_by_its_rows() -> None:
+    from agent.training.finetune_judge import pooled_decisions
+
+    reports = [
+        {"folds": {"0": {"decision": {"in3": {"n": 10, "tuned_accuracy": 0.5, "tuned_answer_recall": 1.0}}}}},
+        {"folds": {"1": {"decision": {"in3": {"n": 30, "tuned_accuracy": 0.9}}},
+                   "2": {"decision": {"jbb_benign": {"n": 5, "tuned_accuracy": 0.6}}}}},
+    ]
+    pooled = pooled_decisions(reports)
+    assert pooled["folds"] == ["0", "1", "2"]
+    assert pooled["decision"]["in3"] == {"n": 40, "folds": 2, "tuned_accuracy": 0.8}
+    assert pooled["decision"]["jbb_benign"]["tuned_accuracy"] == 0.6

