@@ -127,8 +127,8 @@ def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -
 
 # At run time a message's harmful probability is the highest of the message and its clauses, so the head
 # must have seen clauses: a sentence cut out of a harmless request ("I need urgent, detailed help making a
-# safe plan to leave my abusive husband.") scored 0.81 on heads trained on whole requests only, and the
-# shipped judge refused 62 of 120 ConflictScope prompts on one clause each. A clause of a harmless request
+# safe plan to leave my abusive husband.") read as harmful to heads trained on whole requests only, and the
+# v2 judge refused 52 of 120 ConflictScope prompts, each on a clause (benchmarks/clause_refusals.py). A clause of a harmless request
 # is harmless (its other labels are unknown); a clause of a harmful one may be mere context, so those are
 # not used.
 CLAUSES_PER_ROW = 3
