@@ -226,19 +226,16 @@ def heldout_decisions(
     decided = np.flatnonzero(test & np.array([bool(r.decision) for r in table.rows]))
     out: dict[str, Any] = {}
     for name, x in embeddings.items():
-        p: dict[str, np.ndarray] = {}
-        harmful_head = None
+        heads: dict[str, Callable[[np.ndarray], np.ndarray]] = {}
         for task in ("harmful", "clarify"):
             y = np.array([int(r.label(task) or 0) for r in table.rows])
             fit_on = train & trainable(table.rows, task)
             w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
-            head = fitted_head(x, y, w, fit_on)
-            p[task] = head(x)
-            harmful_head = head if task == "harmful" else harmful_head
-        assert harmful_head is not None
+            heads[task] = fitted_head(x, y, w, fit_on)
+        p = {task: head(x) for task, head in heads.items()}
         p_harm = p["harmful"].copy()
         if len(clauses.owner):
-            np.maximum.at(p_harm, clauses.owner, harmful_head(clauses.embeddings[name]))
+            np.maximum.at(p_harm, clauses.owner, heads["harmful"](clauses.embeddings[name]))
         for rule, harm in (("", p_harm), ("message_only_", p["harmful"])):
             predicted = {int(i): decide_from_probabilities(harm[i], p["clarify"][i], thresholds) for i in decided}
             for source in sorted({table.rows[i].source for i in decided}):

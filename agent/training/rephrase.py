@@ -60,12 +60,12 @@ def rewrites(text: str, family: str = "train") -> list[str]:
     if not is_instruction(text):
         return []
     forms = FORMS[family]
+    body = _clean_end(text)
     out: list[str] = []
-    match = _HOW_TO.match(_clean_end(text))
+    match = _HOW_TO.match(body)
     if match:
         ask = _clean_end(match.group("ask"))
         out.extend(form.format(ask=ask) for form in forms["how_to"])
-    body = _clean_end(text)
     request = body[:1].lower() + body[1:]
     out.extend(form.format(request=request) for form in forms["request"])
     return out

@@ -182,6 +182,8 @@ TASK_WEIGHT_GROUP = {"clarify": {"conflictscope": "dilemmas", "daily_dilemmas": 
 
 def weight_group(source: str, task: str) -> str:
     return TASK_WEIGHT_GROUP.get(task, {}).get(source) or WEIGHT_GROUP.get(source, source)
+
+
 # The harmful head's look-alikes (JBB's topic-matched benign contrasts, CoCoNot's contrast set) are
 # the only negatives that share the harmful sets' topics; at equal source weight they are a twelfth
 # of the negative mass, and the head learned topic, not intent. This multiplies their weight.
