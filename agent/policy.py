@@ -251,13 +251,9 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     if inputs.mode == Mode.STEERABLE:
         style = ResponseStyle.STEERED
         reason = "Answering with the chosen community's norms, within the hard constraints."
-    elif irreducible or (stakes and not inputs.personal):
-        style = ResponseStyle.PLURALISTIC
-        reason = "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives."
-    elif not inputs.personal and inputs.norms.disagreement > 0:
-        # Overton: a general question on which communities differ gets the spread of their views.
-        style = ResponseStyle.PLURALISTIC
-        reason = "Communities see this differently, so I lay out their perspectives rather than pick one."
+    # A hard constraint that came close outranks the conflict: the user needs its safeguards with
+    # practical help, not a survey of views (after "I found messages from an adult stranger" a
+    # worried parent needs steps, not "it depends on whose view you share").
     elif near_miss:
         style = ResponseStyle.CAVEATED
         reason = (
@@ -267,6 +263,13 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     elif answered_concern:
         style = ResponseStyle.CAVEATED
         reason = "Your answer settles the concern I asked about, so I answer, keeping the safeguards it calls for."
+    elif irreducible or (stakes and not inputs.personal):
+        style = ResponseStyle.PLURALISTIC
+        reason = "The values at stake pull apart and no fact about you would settle it, so I lay out the perspectives."
+    elif not inputs.personal and inputs.norms.disagreement > 0:
+        # Overton: a general question on which communities differ gets the spread of their views.
+        style = ResponseStyle.PLURALISTIC
+        reason = "Communities see this differently, so I lay out their perspectives rather than pick one."
     elif (
         choice == "answer_with_safeguards"
         or inputs.norms.response.get("caveat", 0) + inputs.norms.response.get("decline", 0) > 0.5

@@ -23,6 +23,7 @@ import numpy as np
 from agent.context_slots import is_personal
 from agent.encoder import Encoder
 from agent.norms import STANCE_POSITION, UNKNOWN, NormEvidence
+from agent.policy import INTENT
 from agent.vocabulary import ContextSlot, Stance
 
 
@@ -111,6 +112,7 @@ class ReplyPlan:
     policy_reason: str
     answer_now: bool = False
     budget_spent: bool = False
+    in_own_words: list[str] = field(default_factory=list)  # answers to our questions that no option matched
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -260,12 +262,20 @@ def build_plan(
                 for norm, applicable in zip(evidence, applies, strict=True)
                 if applicable
                 for slot in norm.applies_when
-                if known_context.get(slot) in (None, UNKNOWN)
+                # A slot the user answered in their own words is not unknown to them: saying "I did not
+                # know whether there is a concrete sign of danger" after "I found messages from an
+                # adult stranger" reads as not listening.
+                if known_context.get(slot) in (None, UNKNOWN) and slot not in answered_slots
             }
         )[:3]
         if personal or clarifications
         else []
     )
+    in_own_words = [
+        str(c.get("answer", "")).strip()
+        for c in clarifications
+        if c.get("about") != INTENT and known_context.get(str(c.get("about"))) in (None, UNKNOWN)
+    ]
     reason = str(policy.get("reason", ""))
     return ReplyPlan(
         request=request,
@@ -275,6 +285,7 @@ def build_plan(
         told=told,
         known=known,
         unknown=unknown,
+        in_own_words=[a for a in in_own_words if a],
         # The closest situation's own safeguard, then the hard constraints' safe courses.
         safeguards=list(
             dict.fromkeys(s.strip() for s in [leading.safeguard if leading else "", *safeguards] if s and s.strip())

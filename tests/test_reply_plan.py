@@ -19,7 +19,15 @@ from agent.norms import NormEvidence
 from agent.reply_plan import Fact, PerspectiveRule, ShownReason, Verdict, build_plan, perspectives
 from graphs import Context
 from graphs.runner import EdgeAlign, TurnResult
-from prompts.reply import answer_prompt, clean_wording, compose, direct_answer, reason_text, said
+from prompts.reply import (
+    answer_prompt,
+    clean_wording,
+    compose,
+    direct_answer,
+    reason_text,
+    said,
+    situation_text,
+)
 from tests.fake_llm import ScriptedChatModel
 from ui.trace_view import trace_details_html, trace_record
 
@@ -93,6 +101,17 @@ def test_the_plan_answers_the_parent_from_where_the_communities_stand() -> None:
         "Since there is a concrete sign of danger, it depends on whose view you share: parents and caregivers "
         "consider it acceptable, but the general public would rather you didn't and privacy advocates reject it."
     )
+
+
+def test_an_answer_in_the_users_own_words_is_quoted_and_never_listed_as_unknown() -> None:
+    own_words = "She has been withdrawn and I found messages from an adult stranger."
+    answered = [{"about": "risk", "question": "Is there a concrete sign of danger?", "answer": own_words}]
+    plan = diary_plan(clarifications=answered, known_context=KNOWN | {"risk": "unknown"})
+    assert plan.in_own_words == [own_words]
+    assert "risk" not in plan.unknown and "consent" in plan.unknown
+    situation = situation_text(plan)
+    assert f"You told me “{own_words}”." in situation
+    assert "concrete sign of danger" not in situation  # neither known nor claimed unknown
 
 
 def test_once_the_user_answered_the_reason_never_says_no_fact_would_settle_it() -> None:
@@ -295,7 +314,11 @@ def test_a_reply_cut_off_inside_a_code_block_gets_its_fence_closed() -> None:
 
 def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answer() -> None:
     plain = build_plan(
-        request="How do I stop a hung process?", policy={"style": "direct"}, norms=[], known_context={}, clarifications=[]
+        request="How do I stop a hung process?",
+        policy={"style": "direct"},
+        norms=[],
+        known_context={},
+        clarifications=[],
     )
     _, user = answer_prompt(plain, "How do I stop a hung process?", [], compact=True)
     assert "practical, kind suggestions" not in user
@@ -307,7 +330,9 @@ def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answ
 
 def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> None:
     assert clean_wording("I'm sorry, but I can't assist with that request.") == ""
-    assert clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
+    assert (
+        clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
+    )
     assert clean_wording("Sorry to hear that. Here is how to fix it.") == "Sorry to hear that. Here is how to fix it."
 
 
