@@ -309,8 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     from agent.llm import PLACEHOLDER_API_KEY, LLMSettings, LLMUnavailableError, make_chat_model
     from agent.llm_server import EmbeddedLlamaServer, default_llm_threads
     from graphs import Context
-    from graphs.nodes import build_answer_prompt, whole_sentences
+    from graphs.nodes import build_answer_prompt
     from prompts import load_prompt, strip_echoed_markup
+    from prompts.reply import whole_sentences
 
     registry = load_registry()
     installed = [row["name"] for row in status() if row["packages_installed"]]

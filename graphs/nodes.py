@@ -35,7 +35,7 @@ from graphs.resources import get_resources
 from graphs.state import Clarification, State
 from memory.profiles import load_user_context, remember_user_context
 from prompts import load_prompt_data, message, strip_echoed_markup
-from prompts.reply import answer_prompt, compose, direct_answer, reason_text, usable_wording
+from prompts.reply import answer_prompt, compose, direct_answer, reason_text, usable_wording, whole_sentences
 
 
 class InvalidMessageError(ValueError):
@@ -381,15 +381,6 @@ def uses_compact_prompt(ctx: Context, settings: LLMSettings, injected_model: boo
 
 
 WORDING_ATTEMPTS = 2
-
-
-def whole_sentences(text: str) -> str:
-    """Drop a trailing half sentence (the model hit its token limit), keeping at least the first sentence."""
-    text = text.strip()
-    if not text or text[-1] in ".!?\"')":
-        return text
-    cut = max(text.rfind(mark) for mark in (". ", "! ", "? ", ".\n", "!\n", "?\n"))
-    return text[: cut + 1] if cut > 0 else text
 
 
 def llm_settings(ctx: Context) -> LLMSettings:

@@ -241,6 +241,25 @@ def _kept_sentences(line: str, copied: Sequence[str], seen: set[str], take_no_si
     return kept
 
 
+def whole_sentences(text: str) -> str:
+    """Drop a trailing half sentence (the model hit its token limit), keeping at least the first sentence.
+
+    Only the last line is cut, and a list number is not a sentence's end: "...\n1. **Paren" used to
+    keep "1." as a dangling item. A last line with no whole sentence left goes entirely.
+    """
+    text = text.strip()
+    if not text or text[-1] in ".!?\"')`":
+        return text
+    head, _, last = text.rpartition("\n")
+    marker_match = _LIST_MARKER.match(last)
+    marker = marker_match.group(1) if marker_match else ""
+    body = last[len(marker) :]
+    cut = max(body.rfind(mark) for mark in (". ", "! ", "? "))
+    if cut > 0:
+        return (head + "\n" if head else "") + marker + body[: cut + 1]
+    return head.rstrip() if head.strip() else text
+
+
 def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool = False) -> str:
     """The model's wording without sentences about "the user" or "the assistant", without lines
     copied from its prompt's data (a small model repeats the situation it was shown) or repeated,

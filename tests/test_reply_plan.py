@@ -27,6 +27,7 @@ from prompts.reply import (
     reason_text,
     said,
     situation_text,
+    whole_sentences,
 )
 from tests.fake_llm import ScriptedChatModel
 from ui.trace_view import trace_details_html, trace_record
@@ -349,3 +350,11 @@ def test_markup_a_small_model_invents_is_removed_and_code_and_comparisons_stay()
         "Ask what has changed for her.",
         "Run `grep -c '<b>' page.html`; 3 > 2 holds. See https://docs.python.org for more.",
     ]
+
+
+def test_a_reply_cut_at_the_token_limit_loses_only_its_half_line() -> None:
+    steps = "Keep the messages as evidence.\n1. **Talk to her** calmly.\n2. **Paren"
+    assert whole_sentences(steps) == "Keep the messages as evidence.\n1. **Talk to her** calmly."
+    assert whole_sentences("Call the police now. Then tell the sch") == "Call the police now."
+    assert whole_sentences("Run this:\n```\nkill -9 1234\n```") == "Run this:\n```\nkill -9 1234\n```"
+    assert whole_sentences("Only a half sentence") == "Only a half sentence"  # nothing whole to keep: kept
