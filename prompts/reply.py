@@ -178,7 +178,7 @@ def situation_text(plan: ReplyPlan) -> str:
     if plan.known:
         parts.append(_fill(words["known_line"], facts="; ".join(fact_text(f) for f in plan.known)))
     if plan.in_own_words:
-        parts.append(_fill(words["own_words_line"], answers="; ".join(f"“{a}”" for a in plan.in_own_words)))
+        parts.append(_fill(words["own_words_line"], answers="; ".join(f"“{a.rstrip('.!?')}”" for a in plan.in_own_words)))
     if plan.unknown:
         unknown = _join([unknown_text(s) for s in plan.unknown])
         parts.append(message("assumptions", assumptions=_fill(words["assumptions_line"], unknown=unknown)))

@@ -111,7 +111,7 @@ def test_an_answer_in_the_users_own_words_is_quoted_and_never_listed_as_unknown(
     assert plan.in_own_words == [own_words]
     assert "risk" not in plan.unknown and "consent" in plan.unknown
     situation = situation_text(plan)
-    assert f"You told me “{own_words}”." in situation
+    assert "You told me “She has been withdrawn and I found messages from an adult stranger”." in situation
     assert "concrete sign of danger" not in situation  # neither known nor claimed unknown
 
 
