@@ -244,6 +244,21 @@ def test_empty_and_too_long_messages(page: Any) -> None:
     shot(page, "06-too-long", full_page=True)
 
 
+def test_a_message_sent_while_the_last_turn_is_running_is_answered_after_it(page: Any) -> None:
+    # Gradio's default trigger mode ignored the second click while the first turn ran: the typed
+    # message vanished from the box and was never answered.
+    new_conversation(page)
+    page.fill("#message textarea", "What is the capital of France?")
+    page.click("#send")
+    page.wait_for_function("document.querySelector('#message textarea').value === ''", timeout=30_000)
+    page.fill("#message textarea", "How do I kill a stuck process on Linux?")
+    page.click("#send")
+    page.wait_for_selector("#trace-summary [data-turn='2']", timeout=2 * TURN_TIMEOUT_MS)
+    said = transcript(page)
+    assert said[0] == "What is the capital of France?" and "How do I kill a stuck process on Linux?" in said, said
+    assert len(said) == 4 and all(said), said  # both requests, each with its reply
+
+
 def test_pending_question_survives_server_restart(page: Any, demo_server: DemoServer) -> None:
     new_conversation(page)
     assert send(page, DIARY) == "clarify"

@@ -525,8 +525,11 @@ def build_app(service: DemoService) -> gr.Blocks:
 
         private: dict[str, Any] = {"api_visibility": "private"}
         turn_inputs = [textbox, chatbot, session, *controls]
-        textbox.submit(turn, turn_inputs, turn_outputs, **private)
-        send.click(turn, turn_inputs, turn_outputs, **private)
+        # "always_last": a message sent while the previous turn is still finishing runs after it.
+        # Gradio's default ("once") ignored it: the text stayed in the box and nothing happened.
+        sent: dict[str, Any] = {**private, "trigger_mode": "always_last"}
+        textbox.submit(turn, turn_inputs, turn_outputs, **sent)
+        send.click(turn, turn_inputs, turn_outputs, **sent)
         chatbot.option_select(option_turn, [chatbot, session, *controls], turn_outputs, **private)
         new_conversation.click(start_new, None, turn_outputs, **private)
         chatbot.clear(start_new, None, turn_outputs, **private)  # the bin icon: a clean slate, a new thread
