@@ -272,9 +272,10 @@ def build_plan(
         else []
     )
     in_own_words = [
-        str(c.get("answer", "")).strip()
+        answer
         for c in clarifications
         if c.get("about") != INTENT and known_context.get(str(c.get("about"))) in (None, UNKNOWN)
+        if (answer := str(c.get("answer", "")).strip())
     ]
     reason = str(policy.get("reason", ""))
     return ReplyPlan(
@@ -285,7 +286,7 @@ def build_plan(
         told=told,
         known=known,
         unknown=unknown,
-        in_own_words=[a for a in in_own_words if a],
+        in_own_words=in_own_words,
         # The closest situation's own safeguard, then the hard constraints' safe courses.
         safeguards=list(
             dict.fromkeys(s.strip() for s in [leading.safeguard if leading else "", *safeguards] if s and s.strip())

@@ -12,11 +12,11 @@ THRESHOLDS = PolicyThresholds(question_value=0.15, disagreement=0.3)
 ANSWER_VERDICT = Verdict(p_harmful=0.05, p_clarify=0.1, p_conflict=0.9, decision="answer", expected_costs={})
 
 
-def _borderline(action: ConstraintAction = ConstraintAction.REQUIRE_CLARIFICATION) -> ConstraintReport:
+def _borderline() -> ConstraintReport:
     match = ConstraintMatch(
         id="covert-tracking",
         tier=1,
-        action=action,
+        action=ConstraintAction.REQUIRE_CLARIFICATION,
         score=0.5,
         explanation="Covertly monitoring another person.",
         safe_alternative="Talk to them first.",

@@ -315,11 +315,7 @@ def test_a_reply_cut_off_inside_a_code_block_gets_its_fence_closed() -> None:
 
 def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answer() -> None:
     plain = build_plan(
-        request="How do I stop a hung process?",
-        policy={"style": "direct"},
-        norms=[],
-        known_context={},
-        clarifications=[],
+        request="How do I stop a hung process?", policy={"style": "direct"}, norms=[], known_context={}, clarifications=[]
     )
     _, user = answer_prompt(plain, "How do I stop a hung process?", [], compact=True)
     assert "practical, kind suggestions" not in user
@@ -331,9 +327,7 @@ def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answ
 
 def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> None:
     assert clean_wording("I'm sorry, but I can't assist with that request.") == ""
-    assert (
-        clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
-    )
+    assert clean_wording("I cannot help with that. Paris is the capital of France.") == "Paris is the capital of France."
     assert clean_wording("Sorry to hear that. Here is how to fix it.") == "Sorry to hear that. Here is how to fix it."
 
 

@@ -526,7 +526,7 @@ def build_app(service: DemoService) -> gr.Blocks:
         private: dict[str, Any] = {"api_visibility": "private"}
         turn_inputs = [textbox, chatbot, session, *controls]
         # "always_last": a message sent while the previous turn is still finishing runs after it.
-        # Gradio's default ("once") ignored it: the text stayed in the box and nothing happened.
+        # Gradio's default ("once") ignored the click, and the typed text vanished unanswered.
         sent: dict[str, Any] = {**private, "trigger_mode": "always_last"}
         textbox.submit(turn, turn_inputs, turn_outputs, **sent)
         send.click(turn, turn_inputs, turn_outputs, **sent)
