@@ -58,6 +58,9 @@ class PolicyInputs:
     personal: bool
     mode: Mode = Mode.OVERTON
     value_probs: np.ndarray | None = None
+    # Constraints that demanded the questions already asked: their concern is what the answers address,
+    # even when the request and its answers, read together, no longer come close to them.
+    concerns_asked: Sequence[str] = ()
 
 
 @dataclass
@@ -144,8 +147,8 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     if inputs.questions_asked and leaning_to_decline:
         held = {m.id for m in report.matches if m.action == ConstraintAction.REQUIRE_CLARIFICATION and not m.tentative}
         report = report.with_action(held, ConstraintAction.REFUSE)
-    answered_concern = bool(inputs.questions_asked) and any(
-        m.action == ConstraintAction.REQUIRE_CLARIFICATION for m in report.matches
+    answered_concern = bool(inputs.questions_asked) and (
+        bool(inputs.concerns_asked) or any(m.action == ConstraintAction.REQUIRE_CLARIFICATION for m in report.matches)
     )
     if inputs.questions_asked:
         report = report.without_action(ConstraintAction.REQUIRE_CLARIFICATION)

@@ -18,7 +18,7 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agent.conflict import extract_options, option_text
-from agent.constraints import ConstraintReport, request_clauses
+from agent.constraints import ConstraintBook, ConstraintReport, request_clauses
 from agent.context_slots import extract_context, is_personal, match_option, wants_answer_now
 from agent.encoder import PrecomputedEncoder
 from agent.judge import verdict_from_dict
@@ -249,6 +249,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             known_context=context,
             asked_about=state.get("asked_about", []),
             questions_asked=len(state.get("clarifications", [])),
+            concerns_asked=[i for c in state.get("clarifications", []) for i in c.get("for_constraints", [])],
             budget=ctx.clarification_budget,
             answer_now=state.get("answer_now", False),
             personal=is_personal(state["request"]),
@@ -294,6 +295,7 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "question": question["question"],
         "options": question["options"],
         "answer": answer,
+        "for_constraints": _constraints_that_asked(state),
     }
     update: dict[str, Any] = {
         "messages": [HumanMessage(answer)],
@@ -312,18 +314,29 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
-def _safeguards(state: State) -> list[str]:
-    """The safe course of every hard constraint that firmly asked for care rather than refusal.
+def _constraints_that_asked(state: State) -> list[str]:
+    """The constraints whose demand for context made the policy ask (none when it asked for another reason)."""
+    if state.get("policy", {}).get("constraint_choice") != "clarify":
+        return []
+    return [str(m["id"]) for m in state.get("constraints", {}).get("matches", [])
+            if m.get("action") == "require_clarification"]
 
-    A tentative match only raised a question (the diary request brushes a tier-0 constraint on
-    sexual content involving minors at 0.35): its safe course would answer something not asked.
+
+def _safeguards(state: State, book: ConstraintBook) -> list[str]:
+    """The safe course of every hard constraint that firmly asked for care rather than refusal, and of
+    those whose concern a question was asked about (the answer settled whether to help, not how).
+
+    A tentative match of this pass only came close: its safe course would answer something not asked.
     """
     matches = state.get("constraints", {}).get("matches", [])
-    return [
+    courses = [
         str(m["safe_alternative"])
         for m in matches
         if m.get("action") != "refuse" and not m.get("tentative") and m.get("safe_alternative")
     ]
+    asked = {i for c in state.get("clarifications", []) for i in c.get("for_constraints", [])}
+    courses += [c.safe_alternative for c in book.constraints if c.id in asked and c.safe_alternative]
+    return list(dict.fromkeys(courses))
 
 
 def reply_plan(state: State, ctx: Context) -> ReplyPlan:
@@ -347,7 +360,7 @@ def reply_plan(state: State, ctx: Context) -> ReplyPlan:
         clarifications=clarifications,
         plain_similarity=similarity,
         domains=state.get("domain", {}).get("detected", []),
-        safeguards=_safeguards(state),
+        safeguards=_safeguards(state, get_resources(ctx.home).constraints),
         steer_community=ctx.steer_community if ctx.mode == Mode.STEERABLE else None,
         answer_now=state.get("answer_now", False),
         budget_spent=bool(clarifications) and len(clarifications) >= ctx.clarification_budget,

@@ -26,6 +26,8 @@ class Clarification(TypedDict):
     question: str
     options: list[str]
     answer: str
+    # The hard constraints whose demand for context raised the question (empty: asked for another reason).
+    for_constraints: NotRequired[list[str]]
 
 
 class State(InputState):

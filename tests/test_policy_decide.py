@@ -25,7 +25,9 @@ def _borderline() -> ConstraintReport:
     return ConstraintReport(checked=(), matches=(match,), threshold=0.6, tier_count=3)
 
 
-def _inputs(report: ConstraintReport, *, questions_asked: int, budget: int = 2) -> PolicyInputs:
+def _inputs(
+    report: ConstraintReport, *, questions_asked: int, budget: int = 2, concerns_asked: tuple[str, ...] = ()
+) -> PolicyInputs:
     return PolicyInputs(
         constraints=report,
         conflict_score=0.9,
@@ -39,6 +41,7 @@ def _inputs(report: ConstraintReport, *, questions_asked: int, budget: int = 2) 
         budget=budget,
         answer_now=False,
         personal=True,
+        concerns_asked=concerns_asked,
     )
 
 
@@ -47,6 +50,15 @@ def test_an_answer_that_settles_the_concern_gets_safeguarded_help_even_when_valu
     assert outcome.decision == Decision.ANSWER
     assert outcome.style == ResponseStyle.CAVEATED, outcome.reason
     assert "settles the concern" in outcome.reason
+
+
+def test_the_concern_a_question_was_asked_for_is_settled_even_when_the_answer_leaves_no_match() -> None:
+    # Request and answer read together may fall below the match threshold; the question was still
+    # asked for that constraint, and the answer addresses it.
+    empty = ConstraintReport(checked=(), matches=(), threshold=0.6, tier_count=3)
+    outcome = decide(_inputs(empty, questions_asked=1, concerns_asked=("covert-tracking",)), THRESHOLDS)
+    assert outcome.decision == Decision.ANSWER
+    assert outcome.style == ResponseStyle.CAVEATED, outcome.reason
 
 
 def test_a_borderline_match_that_cannot_be_asked_about_gets_safeguards_not_a_survey_of_views() -> None:

@@ -181,8 +181,23 @@ class HeldOutClauses:
     embeddings: dict[str, np.ndarray]
 
 
+@dataclass
+class HeldOutWrapped:
+    """Held-out requests inside one of the held-out jailbreak wrappers (never trained on), tuned encoder."""
+
+    owner: list[int]  # row index of the request each wrapped text carries
+    texts: list[str]
+    embeddings: np.ndarray
+    clauses: HeldOutClauses  # owner: index into ``texts``
+
+
+# The sources whose wrapped copies are measured: the harmful sets and the benign look-alikes.
+WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot")
+
+
 def compare_on_fold(
-    table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray, clauses: HeldOutClauses
+    table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray, clauses: HeldOutClauses,
+    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutWrapped | None = None,
 ) -> dict:
     from agent.metrics import auroc
 
@@ -204,20 +219,25 @@ def compare_on_fold(
                 cell[f"{name}_acc"] = round(float(((p[m] >= 0.5) == y[m]).mean()), 3)
         out[task] = result
         log(f"fold comparison {task}: {json.dumps(result)}")
-    out["decision"] = heldout_decisions(table, train, test, {"frozen": x_frozen, "tuned": x_tuned}, clauses)
+    out["decision"] = heldout_decisions(table, train, test, {"frozen": x_frozen, "tuned": x_tuned}, clauses, heldout_rows,
+                                        wrapped)
     log(f"fold comparison decision: {json.dumps(out['decision'])}")
     return out
 
 
 def heldout_decisions(
-    table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray], clauses: HeldOutClauses
+    table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray], clauses: HeldOutClauses,
+    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutWrapped | None = None,
 ) -> dict[str, Any]:
     """The three-way decision the shipped rule makes on the held-out fold, per source, per encoder.
 
     The heads are fitted as train_judge ships them (its TRAIN_EXCLUDE sources left out of a head),
     calibrated on their own training rows, and decide by the stated costs. p(harmful) is, as in the
     running graph, the highest of the message's and its clauses' (``accuracy``, ``*_recall``);
-    ``message_only_accuracy`` is the rule without the clauses.
+    ``message_only_accuracy`` is the rule without the clauses. ``heldout_rows``, when given, receives
+    each held-out request with the tuned encoder's probabilities and decision (for measuring what
+    other evidence, such as the constraint exemplars, would add to it), and ``wrapped``'s texts with
+    theirs (``"form": "wrapped"``).
     """
     from agent.judge import DECISION_COSTS, decide_from_probabilities, decision_thresholds
     from agent.metrics import multiclass_metrics
@@ -238,6 +258,22 @@ def heldout_decisions(
             np.maximum.at(p_harm, clauses.owner, heads["harmful"](clauses.embeddings[name]))
         for rule, harm in (("", p_harm), ("message_only_", p["harmful"])):
             predicted = {int(i): decide_from_probabilities(harm[i], p["clarify"][i], thresholds) for i in decided}
+            if heldout_rows is not None and name == "tuned" and not rule:
+                heldout_rows.extend(
+                    {"text": table.rows[i].text, "source": table.rows[i].source, "truth": table.rows[i].decision,
+                     "p_harmful": round(float(harm[i]), 4), "p_clarify": round(float(p["clarify"][i]), 4),
+                     "decision": predicted[int(i)]}
+                    for i in decided)
+        if heldout_rows is not None and name == "tuned" and wrapped is not None and wrapped.texts:
+            w_harm = heads["harmful"](wrapped.embeddings)
+            if len(wrapped.clauses.owner):
+                np.maximum.at(w_harm, wrapped.clauses.owner, heads["harmful"](wrapped.clauses.embeddings["tuned"]))
+            w_clarify = heads["clarify"](wrapped.embeddings)
+            for j, (i, text) in enumerate(zip(wrapped.owner, wrapped.texts, strict=True)):
+                heldout_rows.append(
+                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": "wrapped",
+                     "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
+                     "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds)})
             for source in sorted({table.rows[i].source for i in decided}):
                 idx = [int(i) for i in decided if table.rows[i].source == source]
                 truth = [str(table.rows[i].decision) for i in idx]
@@ -312,6 +348,22 @@ def pool_main(paths: Sequence[str], out: str | None, figure: str | None) -> int:
     return 0
 
 
+def held_out_wrapped(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int) -> HeldOutWrapped:
+    """Every held-out request of WRAPPED_SOURCES inside one held-out wrapper (drawn per request), with
+    its clauses, embedded by the tuned layers."""
+    from agent.training.train_judge import load_wrappers, wrap
+
+    wrappers = load_wrappers()["heldout"]
+    rng = np.random.default_rng(seed + 7)
+    owner = [int(i) for i in np.flatnonzero(test) if table.rows[i].decision and table.rows[i].source in WRAPPED_SOURCES]
+    texts = [wrap(table.rows[i].text, wrappers[int(rng.integers(len(wrappers)))]) for i in owner]
+    pairs = [(j, c) for j, text in enumerate(texts) for c in request_clauses(text)]
+    everything = texts + [c for _, c in pairs]
+    _, tuned = embed_tuned(layers, pre.batches(everything, by_length(everything, range(len(everything)))), len(everything))
+    clauses = HeldOutClauses(np.array([j for j, _ in pairs], dtype=int), {"tuned": tuned[len(texts):]})
+    return HeldOutWrapped(owner, texts, tuned[: len(texts)], clauses)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data-dir", default=None)
@@ -325,6 +377,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure", help="with --pool: draw the per-source bar chart here")
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
+    parser.add_argument("--heldout-rows", type=Path, default=None,
+                        help="write every held-out request's tuned probabilities and decision here (JSON lines)")
     args = parser.parse_args(argv)
     if args.pool:
         return pool_main(args.pool, args.out, args.figure)
@@ -353,6 +407,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     pre = Precomputed(st, len(st[0].auto_model.encoder.layer) - args.layers)
     report: dict[str, Any] = {"layers": args.layers, "epochs": args.epochs, "folds": {}}
     plan = [None] if args.ship else [int(k) for k in args.folds.split(",")]
+    heldout: list[dict[str, Any]] = []
     for k in plan:
         started = time.perf_counter()
         train_all = np.ones(len(table.rows), dtype=bool) if k is None else fold != k
@@ -380,8 +435,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         clauses = HeldOutClauses(np.array([i for i, _ in held_out], dtype=int), {"frozen": c_frozen, "tuned": c_tuned})
         in_train = np.zeros(len(table.rows), dtype=bool)
         in_train[chosen] = True
-        report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned, clauses)
+        rows_out: list[dict[str, Any]] = []
+        wrapped = held_out_wrapped(layers, pre, table, test, args.seed) if args.heldout_rows else None
+        report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned, clauses, rows_out, wrapped)
         report["folds"][str(k)]["seconds"] = round(time.perf_counter() - started)
+        heldout.extend({**row, "fold": k} for row in rows_out)
+    if args.heldout_rows is not None:
+        args.heldout_rows.write_text("".join(json.dumps(row) + "\n" for row in heldout), encoding="utf-8")
+        log(f"wrote {len(heldout)} held-out rows to {args.heldout_rows}")
     print(json.dumps(report, indent=2))
     return 0
 
