@@ -335,6 +335,32 @@ def exemplars_over_judge(book: ConstraintBook, path: Path, choose_on: Sequence[i
     return result
 
 
+def floor_figure(block: dict[str, Any], path: Path) -> None:
+    """Refused share per source on the reported folds, for the chosen floor, the judge alone and the old rule."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(block["reported"])
+    sources = sorted(block["reported"]["judge_alone"])
+    fig, ax = plt.subplots(figsize=(12, 4))
+    width = 0.8 / len(names)
+    for k, name in enumerate(names):
+        ax.bar([i + (k - (len(names) - 1) / 2) * width for i in range(len(sources))],
+               [block["reported"][name][s]["refused"] for s in sources], width,
+               label=f"{name} (mean cost {block['reported_mean_cost'][name]:.3f})")
+    ax.set_xticks(range(len(sources)), sources, fontsize=7, rotation=35, ha="right")
+    ax.set_ylabel("share refused")
+    ax.set_title(f"Refusals on held-out fold(s) {block['reported_folds']}; floor {block['floor']} chosen on "
+                 f"{block['chosen_on_folds']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def write_floor(floor: float | None, result: dict[str, Any], path: Path = BOOK_FILE) -> None:
     """Rewrite the ``exemplar_refusal_floor:`` line of the constraint book (its comments stay as they are)."""
     text = path.read_text(encoding="utf-8")
@@ -364,6 +390,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--heldout-rows", type=Path, default=None,
                         help="held-out rows with the judge's decision (finetune_judge --heldout-rows)")
     parser.add_argument("--choose-on", default="0", help="with --heldout-rows: folds the floor is chosen on")
+    parser.add_argument("--figure", type=Path, default=None, help="with --heldout-rows: draw the refusals per source here")
     parser.add_argument("--write-floor", action="store_true",
                         help="with --heldout-rows: write the chosen exemplar_refusal_floor into the constraint book")
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES)
@@ -393,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.heldout_rows is not None:
         chosen_folds = [int(k) for k in args.choose_on.split(",")]
         result["exemplars_over_judge"] = exemplars_over_judge(book, args.heldout_rows, chosen_folds)
+        if args.figure and "reported" in result["exemplars_over_judge"]:
+            floor_figure(result["exemplars_over_judge"], args.figure)
         if args.write_floor:
             write_floor(result["exemplars_over_judge"]["floor"], result["exemplars_over_judge"])
     if args.answers:
