@@ -103,3 +103,13 @@ def test_pooled_decisions_weigh_each_fold_by_its_rows() -> None:
     assert pooled["folds"] == ["0", "1", "2"]
     assert pooled["decision"]["in3"] == {"n": 40, "folds": 2, "tuned_accuracy": 0.8}
     assert pooled["decision"]["jbb_benign"]["tuned_accuracy"] == 0.6
+
+
+def test_a_message_is_as_harmful_as_its_most_harmful_clause() -> None:
+    from agent.training.finetune_judge import with_clauses
+
+    messages = np.array([0.1, 0.7, 0.2])
+    out = with_clauses(messages, np.array([0, 0, 2]), np.array([0.4, 0.9, 0.1]))
+    assert out.tolist() == [0.9, 0.7, 0.2]
+    assert messages.tolist() == [0.1, 0.7, 0.2]  # the message-only scores stay for the message-only rule
+    assert with_clauses(messages, np.array([], dtype=int), np.array([])).tolist() == [0.1, 0.7, 0.2]

@@ -225,6 +225,15 @@ def compare_on_fold(
     return out
 
 
+def with_clauses(p_messages: np.ndarray, owner: np.ndarray, p_clauses: np.ndarray) -> np.ndarray:
+    """p(harmful) per message as the graph reads it: the highest of the message's and its clauses'
+    (``owner[k]`` is the message of clause ``k``)."""
+    out = p_messages.copy()
+    if len(owner):
+        np.maximum.at(out, owner, p_clauses)
+    return out
+
+
 def heldout_decisions(
     table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray], clauses: HeldOutClauses,
     heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutWrapped | None = None,
@@ -253,9 +262,7 @@ def heldout_decisions(
             w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
             heads[task] = fitted_head(x, y, w, fit_on)
         p = {task: head(x) for task, head in heads.items()}
-        p_harm = p["harmful"].copy()
-        if len(clauses.owner):
-            np.maximum.at(p_harm, clauses.owner, heads["harmful"](clauses.embeddings[name]))
+        p_harm = with_clauses(p["harmful"], clauses.owner, heads["harmful"](clauses.embeddings[name]))
         for rule, harm in (("", p_harm), ("message_only_", p["harmful"])):
             predicted = {int(i): decide_from_probabilities(harm[i], p["clarify"][i], thresholds) for i in decided}
             if heldout_rows is not None and name == "tuned" and not rule:
@@ -264,16 +271,6 @@ def heldout_decisions(
                      "p_harmful": round(float(harm[i]), 4), "p_clarify": round(float(p["clarify"][i]), 4),
                      "decision": predicted[int(i)]}
                     for i in decided)
-        if heldout_rows is not None and name == "tuned" and wrapped is not None and wrapped.texts:
-            w_harm = heads["harmful"](wrapped.embeddings)
-            if len(wrapped.clauses.owner):
-                np.maximum.at(w_harm, wrapped.clauses.owner, heads["harmful"](wrapped.clauses.embeddings["tuned"]))
-            w_clarify = heads["clarify"](wrapped.embeddings)
-            for j, (i, text) in enumerate(zip(wrapped.owner, wrapped.texts, strict=True)):
-                heldout_rows.append(
-                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": "wrapped",
-                     "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
-                     "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds)})
             for source in sorted({table.rows[i].source for i in decided}):
                 idx = [int(i) for i in decided if table.rows[i].source == source]
                 truth = [str(table.rows[i].decision) for i in idx]
@@ -287,6 +284,15 @@ def heldout_decisions(
                     if labelled_as:
                         cell[f"{name}_{label}_recall"] = round(
                             sum(predicted[i] == label for i in labelled_as) / len(labelled_as), 3)
+        if heldout_rows is not None and name == "tuned" and wrapped is not None and wrapped.texts:
+            w_harm = with_clauses(heads["harmful"](wrapped.embeddings), wrapped.clauses.owner,
+                                  heads["harmful"](wrapped.clauses.embeddings["tuned"]))
+            w_clarify = heads["clarify"](wrapped.embeddings)
+            for j, (i, text) in enumerate(zip(wrapped.owner, wrapped.texts, strict=True)):
+                heldout_rows.append(
+                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": "wrapped",
+                     "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
+                     "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds)})
     return out
 
 
