@@ -271,6 +271,7 @@ class ConstraintBook:
         self.source = source
         self.constraints: tuple[ConstraintSpec, ...] = tuple(c for t in spec.tiers for c in t.constraints)
         self.tiers: tuple[int, ...] = tuple(t.tier for t in spec.tiers for _ in t.constraints)
+        self._refusing_ids = frozenset(c.id for c in self.constraints if c.action == ConstraintAction.REFUSE)
         self.exemplars: tuple[str, ...] = tuple(text for c in self.constraints for text in c.exemplars)
         # Benign exemplars sit after the harmful ones in the same matrix, so one product scores both.
         self.benign_exemplars: tuple[str, ...] = spec.benign_exemplars
@@ -429,10 +430,6 @@ class ConstraintBook:
                                         general.explanation, general.safe_alternative, by_classifier=True))
         kept.sort(key=lambda match: (match.tier, -match.score))
         return replace(report, matches=tuple(kept))
-
-    @property
-    def _refusing_ids(self) -> set[str]:
-        return {c.id for c in self.constraints if c.action == ConstraintAction.REFUSE}
 
     def _best_of(self, embeddings: np.ndarray) -> np.ndarray:
         """Per constraint, the best score any of ``embeddings`` reaches."""

@@ -249,7 +249,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
             known_context=context,
             asked_about=state.get("asked_about", []),
             questions_asked=len(state.get("clarifications", [])),
-            concerns_asked=[i for c in state.get("clarifications", []) for i in c.get("for_constraints", [])],
+            concerns_asked=_concerns_asked(state),
             budget=ctx.clarification_budget,
             answer_now=state.get("answer_now", False),
             personal=is_personal(state["request"]),
@@ -314,6 +314,11 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
     return update
 
 
+def _concerns_asked(state: State) -> list[str]:
+    """The constraints the questions asked so far in this request were asked for."""
+    return [i for c in state.get("clarifications", []) for i in c.get("for_constraints", [])]
+
+
 def _constraints_that_asked(state: State) -> list[str]:
     """The constraints whose demand for context made the policy ask (none when it asked for another reason)."""
     if state.get("policy", {}).get("constraint_choice") != "clarify":
@@ -334,9 +339,9 @@ def _safeguards(state: State, book: ConstraintBook) -> list[str]:
         for m in matches
         if m.get("action") != "refuse" and not m.get("tentative") and m.get("safe_alternative")
     ]
-    asked = {i for c in state.get("clarifications", []) for i in c.get("for_constraints", [])}
-    courses += [c.safe_alternative for c in book.constraints if c.id in asked and c.safe_alternative]
-    return list(dict.fromkeys(courses))
+    asked = set(_concerns_asked(state))
+    # Repeats are fine: build_plan keeps each safe course once.
+    return courses + [c.safe_alternative for c in book.constraints if c.id in asked and c.safe_alternative]
 
 
 def reply_plan(state: State, ctx: Context) -> ReplyPlan:

@@ -31,7 +31,7 @@ import numpy as np
 
 from agent.clarification_need import load_clariq_topics
 from agent.constraints import ConstraintBook, ScoringSpec
-from agent.encoder import load_encoder
+from agent.encoder import EMBEDDING_DIM, load_encoder
 from agent.metrics import DetectionScores, detection_scores
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -307,7 +307,7 @@ def exemplars_over_judge(book: ConstraintBook, path: Path, choose_on: Sequence[i
     vectors = embed_texts([r["text"] for r in rows], encoder, label="held-out rows")
     clause_lists = [request_clauses(r["text"]) for r in rows]
     flat = [c for clauses in clause_lists for c in clauses]
-    clause_vectors = embed_texts(flat, encoder, label="their clauses") if flat else np.zeros((0, 384), np.float32)
+    clause_vectors = embed_texts(flat, encoder, label="their clauses") if flat else np.zeros((0, EMBEDDING_DIM), np.float32)
     reports, start = [], 0
     for vector, clauses in zip(vectors, clause_lists, strict=True):
         reports.append(book.check(vector, clause_vectors[start : start + len(clauses)] if clauses else None))
