@@ -182,22 +182,25 @@ class HeldOutClauses:
 
 
 @dataclass
-class HeldOutWrapped:
-    """Held-out requests inside one of the held-out jailbreak wrappers (never trained on), tuned encoder."""
+class HeldOutForms:
+    """Held-out requests in forms nobody trained on, tuned encoder: inside one of the held-out jailbreak
+    wrappers (``"wrapped"``) and asked in one of the held-out forms of agent/training/rephrase.py
+    (``"rephrased"``)."""
 
-    owner: list[int]  # row index of the request each wrapped text carries
+    owner: list[int]  # row index of the request each text carries
+    forms: list[str]  # "wrapped" or "rephrased", per text
     texts: list[str]
     embeddings: np.ndarray
     clauses: HeldOutClauses  # owner: index into ``texts``
 
 
-# The sources whose wrapped copies are measured: the harmful sets and the benign look-alikes.
+# The sources whose held-out forms are measured: the harmful sets and the benign look-alikes.
 WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot")
 
 
 def compare_on_fold(
     table: Table, train: np.ndarray, test: np.ndarray, x_frozen: np.ndarray, x_tuned: np.ndarray, clauses: HeldOutClauses,
-    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutWrapped | None = None,
+    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutForms | None = None,
 ) -> dict:
     from agent.metrics import auroc
 
@@ -236,7 +239,7 @@ def with_clauses(p_messages: np.ndarray, owner: np.ndarray, p_clauses: np.ndarra
 
 def heldout_decisions(
     table: Table, train: np.ndarray, test: np.ndarray, embeddings: dict[str, np.ndarray], clauses: HeldOutClauses,
-    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutWrapped | None = None,
+    heldout_rows: list[dict[str, Any]] | None = None, wrapped: HeldOutForms | None = None,
 ) -> dict[str, Any]:
     """The three-way decision the shipped rule makes on the held-out fold, per source, per encoder.
 
@@ -246,7 +249,7 @@ def heldout_decisions(
     ``message_only_accuracy`` is the rule without the clauses. ``heldout_rows``, when given, receives
     each held-out request with the tuned encoder's probabilities and decision (for measuring what
     other evidence, such as the constraint exemplars, would add to it), and ``wrapped``'s texts with
-    theirs (``"form": "wrapped"``).
+    theirs (``"form"``: ``"wrapped"`` or ``"rephrased"``).
     """
     from agent.judge import DECISION_COSTS, decide_from_probabilities, decision_thresholds
     from agent.metrics import multiclass_metrics
@@ -288,9 +291,9 @@ def heldout_decisions(
             w_harm = with_clauses(heads["harmful"](wrapped.embeddings), wrapped.clauses.owner,
                                   heads["harmful"](wrapped.clauses.embeddings["tuned"]))
             w_clarify = heads["clarify"](wrapped.embeddings)
-            for j, (i, text) in enumerate(zip(wrapped.owner, wrapped.texts, strict=True)):
+            for j, (i, form, text) in enumerate(zip(wrapped.owner, wrapped.forms, wrapped.texts, strict=True)):
                 heldout_rows.append(
-                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": "wrapped",
+                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": form,
                      "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
                      "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds)})
     return out
@@ -354,20 +357,30 @@ def pool_main(paths: Sequence[str], out: str | None, figure: str | None) -> int:
     return 0
 
 
-def held_out_wrapped(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int) -> HeldOutWrapped:
-    """Every held-out request of WRAPPED_SOURCES inside one held-out wrapper (drawn per request), with
-    its clauses, embedded by the tuned layers."""
+def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int) -> HeldOutForms:
+    """Every held-out request of WRAPPED_SOURCES inside one held-out wrapper and, when it is an
+    instruction, asked in one held-out form (each drawn per request), with its clauses, embedded by the
+    tuned layers."""
+    from agent.training import rephrase
     from agent.training.train_judge import load_wrappers, wrap
 
     wrappers = load_wrappers()["heldout"]
     rng = np.random.default_rng(seed + 7)
-    owner = [int(i) for i in np.flatnonzero(test) if table.rows[i].decision and table.rows[i].source in WRAPPED_SOURCES]
-    texts = [wrap(table.rows[i].text, wrappers[int(rng.integers(len(wrappers)))]) for i in owner]
+    measured = [int(i) for i in np.flatnonzero(test) if table.rows[i].decision and table.rows[i].source in WRAPPED_SOURCES]
+    owner = list(measured)
+    forms = ["wrapped"] * len(measured)
+    texts = [wrap(table.rows[i].text, wrappers[int(rng.integers(len(wrappers)))]) for i in measured]
+    for i in measured:
+        asked = rephrase.rewrite(table.rows[i].text, int(rng.integers(1000)), "heldout")
+        if asked is not None:
+            owner.append(i)
+            forms.append("rephrased")
+            texts.append(asked)
     pairs = [(j, c) for j, text in enumerate(texts) for c in request_clauses(text)]
     everything = texts + [c for _, c in pairs]
     _, tuned = embed_tuned(layers, pre.batches(everything, by_length(everything, range(len(everything)))), len(everything))
     clauses = HeldOutClauses(np.array([j for j, _ in pairs], dtype=int), {"tuned": tuned[len(texts):]})
-    return HeldOutWrapped(owner, texts, tuned[: len(texts)], clauses)
+    return HeldOutForms(owner, forms, texts, tuned[: len(texts)], clauses)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -442,7 +455,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         in_train = np.zeros(len(table.rows), dtype=bool)
         in_train[chosen] = True
         rows_out: list[dict[str, Any]] = []
-        wrapped = held_out_wrapped(layers, pre, table, test, args.seed) if args.heldout_rows else None
+        wrapped = held_out_forms(layers, pre, table, test, args.seed) if args.heldout_rows else None
         report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned, clauses, rows_out, wrapped)
         report["folds"][str(k)]["seconds"] = round(time.perf_counter() - started)
         heldout.extend({**row, "fold": k} for row in rows_out)

@@ -265,7 +265,7 @@ def exemplar_decision(book: ConstraintBook, report: Any, judge_decision: str, ol
 
 def _cell_name(row: dict[str, Any]) -> str:
     name = row["source"] if row["source"] != "coconot" else f"coconot_{row['truth']}"
-    return f"{name}_wrapped" if row.get("form") == "wrapped" else name
+    return f"{name}_{row['form']}" if row.get("form") else name
 
 
 def _cells(book: ConstraintBook, rows: Sequence[dict[str, Any]], reports: Sequence[Any], old_rule: bool) -> dict[str, Any]:
