@@ -100,7 +100,8 @@ def wrapping(wrappers: Sequence[str]) -> Augmentation:
 def rephrasing(family: str = "train") -> Augmentation:
     def make(text: str, rng: np.random.Generator) -> str:
         options = rephrase.rewrites(text, family)
-        return options[int(rng.integers(len(options)))]
+        chosen = options[int(rng.integers(len(options)))]
+        return rephrase.typed(chosen) if rng.random() < rephrase.TYPED_SHARE else chosen
 
     return Augmentation("rephrased", rephrase.is_instruction, make)
 
