@@ -3,7 +3,8 @@
 ``agent/data/policy.json`` holds, per entry, its value, the command that wrote it, the data it was
 chosen on and the rule that chose it. ``python -m agent.training.train_judge`` writes ``judge`` (the
 stated decision costs and the cut points they imply); ``python -m graphs.tune_policy --write`` writes
-``question_value`` and ``disagreement``. Nothing else sets a threshold: ``graphs.context.Context``
+``question_value`` and ``disagreement``; ``python -m agent.training.tune_task_questions --write`` writes
+``task_question_similarity``. Nothing else sets a threshold: ``graphs.context.Context``
 falls back to this file for every one it is not given.
 """
 
@@ -58,6 +59,8 @@ class PolicyConfig(_Strict):
     question_value: Setting
     disagreement: Setting
     relevance_floor: Setting
+    # How close a request must be to an IN3 vague task to ask that task's question (agent/task_questions.py).
+    task_question_similarity: Setting | None = None
 
 
 def read_policy_config(path: Path = POLICY_FILE) -> PolicyConfig:

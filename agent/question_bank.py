@@ -63,14 +63,41 @@ def _file_sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _embed_with_progress(texts: Sequence[str], encoder: Encoder, batch: int = 128) -> np.ndarray:
+def _embed_with_progress(texts: Sequence[str], encoder: Encoder, batch: int = 128, label: str = "embedding") -> np.ndarray:
     from tqdm import tqdm
 
     rows = [
         encoder.encode(list(texts[i : i + batch]))
-        for i in tqdm(range(0, len(texts), batch), desc="embedding question bank", unit="batch", file=sys.stderr)
+        for i in tqdm(range(0, len(texts), batch), desc=label, unit="batch", file=sys.stderr)
     ]
     return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
+
+
+def cached_embeddings(
+    texts: Sequence[str],
+    source: Path,
+    name: str,
+    encoder: Encoder | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> np.ndarray:
+    """Embeddings of ``texts`` read from ``source``, cached under a key of the file's sha256 (computed,
+    with a progress bar, only when the cache lacks them)."""
+    cache = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
+    cache_file = cache / f"{name}_{_file_sha256(source)[:32]}.npy"
+    if cache_file.is_file():
+        cached = np.load(cache_file)
+        if cached.shape == (len(texts), EMBEDDING_DIM):
+            return cached
+    if encoder is None:
+        from agent.encoder import load_encoder
+
+        encoder = load_encoder()
+    embeddings = _embed_with_progress(texts, encoder, label=f"embedding {name.replace('_', ' ')}")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(".tmp.npy")
+    np.save(tmp, embeddings)
+    tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
+    return embeddings
 
 
 class QuestionBank:
@@ -110,23 +137,7 @@ class QuestionBank:
                     continue
                 ids.append(row["question_id"])
                 texts.append(text)
-        cache = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
-        cache_file = cache / f"question_bank_{_file_sha256(path)[:32]}.npy"
-        embeddings: np.ndarray | None = None
-        if cache_file.is_file():
-            cached = np.load(cache_file)
-            if cached.shape == (len(texts), EMBEDDING_DIM):
-                embeddings = cached
-        if embeddings is None:
-            if encoder is None:
-                from agent.encoder import load_encoder
-
-                encoder = load_encoder()
-            embeddings = _embed_with_progress(texts, encoder)
-            cache.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_suffix(".tmp.npy")
-            np.save(tmp, embeddings)
-            tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
+        embeddings = cached_embeddings(texts, path, "question_bank", encoder, cache_dir)
         return cls(ids, texts, embeddings)
 
     def bm25_scores(self, text: str) -> np.ndarray:
