@@ -33,6 +33,9 @@ class Context:
     disagreement_threshold: float = field(default_factory=lambda: _policy_value("disagreement"))
     conflict_threshold: float | None = None  # None: the judge's conflict head at p >= 0.5
     relevance_floor: float = field(default_factory=lambda: _policy_value("relevance_floor"))
+    # How close a vague request must be to an IN3 task to be asked that task's question (with its
+    # options); None: never, ClariQ's bank or the generic question instead (agent/task_questions.py).
+    task_question_similarity: float | None = field(default_factory=lambda: _optional_policy_value("task_question_similarity"))
     norms_k: int = 12
     value_model: str = "trained"  # or "zero-shot"
     max_message_chars: int = 8000
@@ -96,6 +99,8 @@ class Context:
         ):
             if not 0.0 <= getattr(context, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1")
+        if context.task_question_similarity is not None and not -1.0 <= context.task_question_similarity <= 1.0:
+            raise ConfigError("task_question_similarity must be a cosine between -1 and 1, or None")
         if context.mode == Mode.STEERABLE and not context.steer_community:
             raise ConfigError("mode 'steerable' needs steer_community (the community whose norms to follow)")
         return context
@@ -113,6 +118,7 @@ class Context:
             "disagreement_threshold": self.disagreement_threshold,
             "conflict_threshold": self.conflict_threshold,
             "relevance_floor": self.relevance_floor,
+            "task_question_similarity": self.task_question_similarity,
             "value_model": self.value_model,
         }
 
@@ -122,6 +128,13 @@ def _policy_value(name: str) -> float:
 
     value: float = getattr(shipped_policy(), name).value
     return value
+
+
+def _optional_policy_value(name: str) -> float | None:
+    from agent.policy_config import shipped_policy
+
+    setting = getattr(shipped_policy(), name)
+    return None if setting is None else float(setting.value)
 
 
 def _to_enum(values: dict[str, Any], name: str, default: StrEnum) -> None:

@@ -216,11 +216,24 @@ def _bank_question(state: State, home: str | None) -> dict[str, Any] | None:
     return {"question": text, "options": options, "about": INTENT}
 
 
-def _question(state: State, about: str, home: str | None = None) -> dict[str, Any]:
+def _task_question(state: State, home: str | None, floor: float | None) -> dict[str, Any] | None:
+    """The question (and options) IN3 gives for the nearest vague task, when the request is that close to one."""
+    tasks = get_resources(home).task_questions
+    if tasks is None or floor is None:
+        return None
+    found = tasks.question_for(np.asarray(state["embedding"], dtype=np.float32), state["request"], floor)
+    if found is None:
+        return None
+    return {"question": found.question, "options": list(found.options), "about": INTENT}
+
+
+def _question(state: State, about: str, home: str | None = None, task_floor: float | None = None) -> dict[str, Any]:
     if about == INTENT:
-        from_bank = _bank_question(state, home)
-        if from_bank:
-            return from_bank
+        # A question written for a nearly identical task beats a search-engine question from another topic
+        # (tune_task_questions measures both against the request's own gold questions).
+        asked = _task_question(state, home, task_floor) or _bank_question(state, home)
+        if asked:
+            return asked
     templates = load_prompt_data("clarify_questions.yaml")
     template = templates.get(about, templates[INTENT])
     return {
@@ -267,7 +280,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "timings_ms": _timed(state, "decide", started),
     }
     if outcome.decision == Decision.CLARIFY:
-        question = _question(state, outcome.ask_about or INTENT, ctx.home)
+        question = _question(state, outcome.ask_about or INTENT, ctx.home, ctx.task_question_similarity)
         update["pending_question"] = question
         update["reply"] = question["question"]
         update["messages"] = [AIMessage(question["question"], additional_kwargs={"edge_align": question})]
@@ -285,7 +298,7 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
     Everything before ``interrupt()`` is a cheap read, because the node re-runs from its start on resume.
     """
-    question = state["pending_question"] or _question(state, INTENT)
+    question = state["pending_question"] or _question(state, INTENT, runtime.context.home, runtime.context.task_question_similarity)
     answer = str(interrupt(question)).strip()
     about = question["about"]
     templates = load_prompt_data("clarify_questions.yaml")

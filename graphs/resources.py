@@ -18,6 +18,7 @@ from agent.domains import DomainDetector
 from agent.encoder import Encoder, MemoEncoder, load_encoder, use_serving_threads
 from agent.judge import Judge
 from agent.question_bank import QuestionBank, QuestionBankMissingError
+from agent.task_questions import TaskQuestions, TaskQuestionsMissingError
 from agent.value_model import ValueScorer, load_value_scorer
 from memory.norm_pack import load_packs, shipped_packs_dir
 from memory.norm_store import NormStore, open_norm_store
@@ -39,6 +40,7 @@ class Resources:
     pack_versions: dict[str, str]
     home: Path
     question_bank: QuestionBank | None  # ClariQ's bank when the data directory has it
+    task_questions: TaskQuestions | None  # IN3's vague tasks and their questions, when the data directory has them
     judge: Judge
     # MiniLM with the judge's fine-tuned top layers, when the shipped heads were fitted on its embedding;
     # None when they read the packaged model's embedding.
@@ -89,6 +91,15 @@ def _question_bank(encoder: Encoder) -> QuestionBank | None:
         return None
 
 
+def _task_questions(encoder: Encoder) -> TaskQuestions | None:
+    """IN3 is research data that is not shipped either: without it, vague tasks get the bank's question."""
+    try:
+        return TaskQuestions.load(encoder=encoder)
+    except TaskQuestionsMissingError:
+        _progress("IN3 not found: vague tasks will be asked ClariQ's or the generic question")
+        return None
+
+
 @lru_cache(maxsize=4)
 def _load(home: Path) -> Resources:
     started = time.perf_counter()
@@ -111,6 +122,7 @@ def _load(home: Path) -> Resources:
         pack_versions={**report.unchanged, **report.added},
         home=home,
         question_bank=_question_bank(encoder),
+        task_questions=_task_questions(encoder),
         judge=judge,
         judge_encoder=_judge_encoder(encoder, judge),
         phrasings=MemoEncoder(encoder),

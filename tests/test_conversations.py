@@ -259,6 +259,27 @@ def test_requests_that_leave_out_what_the_answer_needs_get_a_question_first() ->
     assert model.prompts == []
 
 
+def test_a_vague_task_gets_the_question_written_for_it_and_the_chosen_option_shapes_the_answer() -> None:
+    # IN3 lists "Locate the best laptop under $1000." with its main gap and options; a request that close
+    # (cosine 0.66 >= task_question_similarity in agent/data/policy.json) is asked that question.
+    runner, model = agent()
+    first = runner.ask("Recommend a good laptop.", thread_id="laptop")
+    assert first.decision == "clarify" and first.question is not None, first.policy
+    assert "laptop" in first.question["question"].lower() and "use" in first.question["question"].lower()
+    assert "Gaming" in first.question["options"], first.question
+    final = runner.ask("Gaming", thread_id="laptop")
+    assert final.decision == "answer", final.policy
+    prompt = prompt_text(model)
+    assert "Gaming" in prompt and first.question["question"] in prompt
+
+
+def test_without_a_task_question_floor_the_vague_task_gets_another_question() -> None:
+    runner, _ = agent(replies=0, task_question_similarity=None)
+    result = runner.ask("Recommend a good laptop.", thread_id="laptop-none")
+    assert result.decision == "clarify" and result.question is not None
+    assert "Gaming" not in result.question["options"]
+
+
 def test_a_plainly_harmful_request_is_refused_inside_every_jailbreak_wrapper() -> None:
     from agent.training.train_judge import load_wrappers, wrap
 

@@ -16,6 +16,7 @@ agent/data/policy.json (``task_question_similarity``).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections.abc import Sequence
@@ -66,16 +67,27 @@ def candidates(data_dir: str | None) -> list[dict[str, Any]]:
                 requests.append(("clariq", half, topic.request, gold, topic.question_ids, None))
     log(f"{len(requests)} requests ({len(tasks.tasks)} IN3 tasks, {len(requests) - len(tasks.tasks)} ClariQ topics)")
     embeddings = encoder.encode([r[2] for r in requests])
-    for (source, half, text, gold, gold_ids, own), vector in zip(requests, embeddings, strict=True):
+    picked: list[tuple[str, str]] = []
+    similarity: list[float] = []
+    for (_, _, text, _, gold_ids, own), vector in zip(requests, embeddings, strict=True):
         found = tasks.nearest(vector, text, exclude=own)
         # No fitting task among the nearest: the graph asks the bank's question whatever the floor.
-        picked = [found.question if found else GENERIC, bank_question(bank, text, vector, gold_ids)]
-        q = encoder.encode(picked)
-        g = encoder.encode(gold)
+        picked.append((found.question if found else GENERIC, bank_question(bank, text, vector, gold_ids)))
+        similarity.append(found.similarity if found else -1.0)
+    # One batched encoder call per kind of text (thousands of short questions), not two per request.
+    vectors = _embed_unique(encoder, [q for pair in picked for q in pair] + [g for r in requests for g in r[3]])
+    for (source, half, _, gold, _, _), pair, sim in zip(requests, picked, similarity, strict=True):
+        q = np.stack([vectors[t] for t in pair])
+        g = np.stack([vectors[t] for t in gold])
         fits = (g @ q.T).max(axis=0) >= FIT
-        out.append({"source": source, "half": half, "similarity": found.similarity if found else -1.0,
+        out.append({"source": source, "half": half, "similarity": sim,
                     "in3_fits": bool(fits[0]), "bank_fits": bool(fits[1])})
     return out
+
+
+def _embed_unique(encoder: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
+    unique = list(dict.fromkeys(texts))
+    return dict(zip(unique, encoder.encode(unique), strict=True))
 
 
 def fit_rates(rows: Sequence[dict[str, Any]], floor: float) -> dict[str, Any]:
@@ -117,7 +129,7 @@ def figure(rows: Sequence[dict[str, Any]], path: Path) -> None:
     for ax, source in zip(axes, ("in3", "clariq"), strict=True):
         mine = [r for r in rows if r["source"] == source]
         centres, in3, bank, counts = [], [], [], []
-        for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        for lo, hi in itertools.pairwise(edges):
             part = [r for r in mine if lo <= r["similarity"] < hi]
             if part:
                 centres.append((lo + hi) / 2)
