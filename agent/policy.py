@@ -279,6 +279,10 @@ def decide(inputs: PolicyInputs, thresholds: PolicyThresholds) -> PolicyOutcome:
     ):
         style = ResponseStyle.CAVEATED
         reason = "Answering with the safeguards the relevant norms ask for."
+    elif ambiguous and INTENT in inputs.asked_about:
+        # The request still reads as vague on its own; the answer to the question is what settles it.
+        style = ResponseStyle.DIRECT
+        reason = "I asked what you meant, so I answer with what you told me."
     else:
         style = ResponseStyle.DIRECT
         reason = "Nothing here is ambiguous or contested enough to be worth a question."

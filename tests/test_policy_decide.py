@@ -78,3 +78,25 @@ def test_a_conflict_with_no_constraint_in_play_is_still_answered_pluralistically
 def test_a_borderline_match_with_questions_left_asks_first() -> None:
     outcome = decide(_inputs(_borderline(), questions_asked=0), THRESHOLDS)
     assert outcome.decision == Decision.CLARIFY
+
+
+def test_after_asking_what_was_meant_the_answer_says_so_rather_than_that_nothing_was_ambiguous() -> None:
+    vague = Verdict(p_harmful=0.0, p_clarify=0.9, p_conflict=0.0, decision="clarify", expected_costs={})
+    empty = ConstraintReport(checked=(), matches=(), threshold=0.6, tier_count=3)
+    inputs = PolicyInputs(
+        constraints=empty,
+        conflict_score=0.0,
+        conflict_detected=False,
+        verdict=vague,
+        norms=NormJudgement(applicable=[], excluded=[], response={"help": 1.0}),
+        relevant_norms=[],
+        known_context={},
+        asked_about=["intent"],
+        questions_asked=1,
+        budget=2,
+        answer_now=False,
+        personal=False,
+    )
+    outcome = decide(inputs, THRESHOLDS)
+    assert outcome.decision == Decision.ANSWER and outcome.style == ResponseStyle.DIRECT
+    assert "what you told me" in outcome.reason and "Nothing here" not in outcome.reason
