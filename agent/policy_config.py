@@ -4,7 +4,7 @@
 chosen on and the rule that chose it. ``python -m agent.training.train_judge`` writes ``judge`` (the
 stated decision costs and the cut points they imply); ``python -m graphs.tune_policy --write`` writes
 ``question_value`` and ``disagreement``; ``python -m agent.training.tune_task_questions --write`` writes
-``task_question_similarity``. Nothing else sets a threshold: ``graphs.context.Context``
+``task_question_similarity`` and ``bank_question_similarity``. Nothing else sets a threshold: ``graphs.context.Context``
 falls back to this file for every one it is not given.
 """
 
@@ -61,6 +61,8 @@ class PolicyConfig(_Strict):
     relevance_floor: Setting
     # How close a request must be to an IN3 vague task to ask that task's question (agent/task_questions.py).
     task_question_similarity: Setting | None = None
+    # How close ClariQ's question must be to the request to be asked rather than the generic one (same tuner).
+    bank_question_similarity: Setting | None = None
 
 
 def read_policy_config(path: Path = POLICY_FILE) -> PolicyConfig:

@@ -52,7 +52,8 @@ class QuestionBankMissingError(DatasetMissingError):
 class RankedQuestion:
     id: str
     text: str
-    score: float
+    score: float  # the fused BM25 + cosine rank score
+    cosine: float = 0.0  # the question's cosine to the request alone
 
 
 def bm25_tokens(text: str) -> list[str]:
@@ -161,9 +162,30 @@ class QuestionBank:
         """The ``k`` questions most likely to be the right clarifying question for ``text``."""
         if np.asarray(embedding).shape != (EMBEDDING_DIM,):
             raise ValueError(f"expected an embedding of shape ({EMBEDDING_DIM},)")
-        fused = self.scores(text, embedding)
+        bm25, cosine = self.component_scores(text, embedding)
+        fused = self.bm25_weight * bm25 + (1.0 - self.bm25_weight) * cosine
         order = _top_k(fused, k)
-        return [RankedQuestion(self.ids[i], self.texts[i], float(fused[i])) for i in order]
+        return [RankedQuestion(self.ids[i], self.texts[i], float(fused[i]), float(cosine[i])) for i in order]
+
+    def question_for(
+        self, text: str, embedding: np.ndarray, floor: float | None = None, leave_out: frozenset[str] = frozenset()
+    ) -> RankedQuestion | None:
+        """The question to ask of ``text``: the best-ranked one that shares a word with it, if at least ``floor`` close.
+
+        Bank questions were written for other topics; one that names none of the request's words
+        ("... about bobcats?" for a jaguar request) would ask about the wrong thing, and one that shares
+        only a word ("Would you like to make a rub for pork tenderloin?" for "... how to make a bomb")
+        is kept out by the cosine floor (agent/training/tune_task_questions.py chooses it).
+        ``leave_out``: question ids never to pick (a topic's own gold questions, when measuring).
+        """
+        words = set(bm25_tokens(text))
+        for question in self.rank(text, embedding, k=10 + len(leave_out)):
+            asked = set(bm25_tokens(question.text))
+            # It must also ask about something the request did not say: "Would you like to book a
+            # flight?" only repeats "Book me a flight."
+            if question.id not in leave_out and words & asked and asked - words:
+                return question if floor is None or question.cosine >= floor else None
+        return None
 
 
 def _top_k(scores: np.ndarray, k: int) -> np.ndarray:

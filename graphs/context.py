@@ -36,6 +36,9 @@ class Context:
     # How close a vague request must be to an IN3 task to be asked that task's question (with its
     # options); None: never, ClariQ's bank or the generic question instead (agent/task_questions.py).
     task_question_similarity: float | None = field(default_factory=lambda: _optional_policy_value("task_question_similarity"))
+    # How close ClariQ's best-fitting question must be to the request to be asked; None: no floor.
+    # Below it the generic question is asked: a question about another topic is worse than none.
+    bank_question_similarity: float | None = field(default_factory=lambda: _optional_policy_value("bank_question_similarity"))
     norms_k: int = 12
     value_model: str = "trained"  # or "zero-shot"
     max_message_chars: int = 8000
@@ -99,8 +102,10 @@ class Context:
         ):
             if not 0.0 <= getattr(context, name) <= 1.0:
                 raise ConfigError(f"{name} must be between 0 and 1")
-        if context.task_question_similarity is not None and not -1.0 <= context.task_question_similarity <= 1.0:
-            raise ConfigError("task_question_similarity must be a cosine between -1 and 1, or None")
+        for name in ("task_question_similarity", "bank_question_similarity"):
+            floor = getattr(context, name)
+            if floor is not None and not -1.0 <= floor <= 1.0:
+                raise ConfigError(f"{name} must be a cosine between -1 and 1, or None")
         if context.mode == Mode.STEERABLE and not context.steer_community:
             raise ConfigError("mode 'steerable' needs steer_community (the community whose norms to follow)")
         return context
@@ -119,6 +124,7 @@ class Context:
             "conflict_threshold": self.conflict_threshold,
             "relevance_floor": self.relevance_floor,
             "task_question_similarity": self.task_question_similarity,
+            "bank_question_similarity": self.bank_question_similarity,
             "value_model": self.value_model,
         }
 

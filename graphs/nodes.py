@@ -25,7 +25,6 @@ from agent.judge import verdict_from_dict
 from agent.llm import LLMFailure, LLMSettings, LLMUnavailableError, generate, make_chat_model, resolve_settings
 from agent.norms import NormEvidence, judge_norms, relevant
 from agent.policy import INTENT, PolicyInputs, PolicyThresholds, decide
-from agent.question_bank import bm25_tokens
 from agent.reply_plan import ReplyPlan, build_plan, plain_similarities
 from agent.value_model import active_values
 from agent.values import VALUE_NAMES
@@ -198,19 +197,15 @@ def check_constraints(state: State, runtime: Runtime[Context]) -> dict[str, Any]
 _YES_NO_OPENERS = ("are ", "is ", "do ", "does ", "would ", "will ", "can ", "did ", "have ", "should ")
 
 
-def _bank_question(state: State, home: str | None) -> dict[str, Any] | None:
-    """The best-ranked ClariQ question for an ambiguous request, with Yes/No buttons when it is a yes/no question."""
+def _bank_question(state: State, home: str | None, floor: float | None) -> dict[str, Any] | None:
+    """The best-fitting ClariQ question for an ambiguous request, with Yes/No buttons when it is a yes/no question."""
     bank = get_resources(home).question_bank
     if bank is None:
         return None
-    ranked = bank.rank(state["request"], np.asarray(state["embedding"], dtype=np.float32), k=10)
-    # Bank questions were written for other topics; one that names none of the request's words
-    # ("... about bobcats?" for a jaguar request) would ask about the wrong thing.
-    words = set(bm25_tokens(state["request"]))
-    fitting = [q for q in ranked if words & set(bm25_tokens(q.text))]
-    if not fitting:
+    found = bank.question_for(state["request"], np.asarray(state["embedding"], dtype=np.float32), floor)
+    if found is None:
         return None
-    text = fitting[0].text.strip()
+    text = found.text.strip()
     text = text[0].upper() + text[1:] + ("" if text.endswith("?") else "?")
     options = ["Yes", "No"] if text.lower().startswith(_YES_NO_OPENERS) else []
     return {"question": text, "options": options, "about": INTENT}
@@ -227,11 +222,13 @@ def _task_question(state: State, home: str | None, floor: float | None) -> dict[
     return {"question": found.question, "options": list(found.options), "about": INTENT}
 
 
-def _question(state: State, about: str, home: str | None = None, task_floor: float | None = None) -> dict[str, Any]:
+def _question(state: State, about: str, ctx: Context) -> dict[str, Any]:
     if about == INTENT:
         # A question written for a nearly identical task beats a search-engine question from another topic
         # (tune_task_questions measures both against the request's own gold questions).
-        asked = _task_question(state, home, task_floor) or _bank_question(state, home)
+        asked = _task_question(state, ctx.home, ctx.task_question_similarity) or _bank_question(
+            state, ctx.home, ctx.bank_question_similarity
+        )
         if asked:
             return asked
     templates = load_prompt_data("clarify_questions.yaml")
@@ -280,7 +277,7 @@ def decide_response(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
         "timings_ms": _timed(state, "decide", started),
     }
     if outcome.decision == Decision.CLARIFY:
-        question = _question(state, outcome.ask_about or INTENT, ctx.home, ctx.task_question_similarity)
+        question = _question(state, outcome.ask_about or INTENT, ctx)
         update["pending_question"] = question
         update["reply"] = question["question"]
         update["messages"] = [AIMessage(question["question"], additional_kwargs={"edge_align": question})]
@@ -298,7 +295,7 @@ def clarify(state: State, runtime: Runtime[Context]) -> dict[str, Any]:
 
     Everything before ``interrupt()`` is a cheap read, because the node re-runs from its start on resume.
     """
-    question = state["pending_question"] or _question(state, INTENT, runtime.context.home, runtime.context.task_question_similarity)
+    question = state["pending_question"] or _question(state, INTENT, runtime.context)
     answer = str(interrupt(question)).strip()
     about = question["about"]
     templates = load_prompt_data("clarify_questions.yaml")

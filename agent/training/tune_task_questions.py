@@ -11,6 +11,11 @@ similarity from which the IN3 question fits at least as often as the bank's on t
 both sources (IN3 tasks at even positions, ClariQ train topics); the other half (odd IN3 tasks,
 ClariQ dev topics) is reported, never used to choose. ``--write`` stores the floor in
 agent/data/policy.json (``task_question_similarity``).
+
+The bank's own question is asked only when it is at least ``bank_question_similarity`` close to the
+request: the lowest floor from which it fits at least half the time on the choosing half of both
+sources (a question about another topic is taken to cost as much as a fitting one saves; below the
+floor the generic question is asked).
 """
 
 from __future__ import annotations
@@ -32,17 +37,6 @@ GENERIC = "Could you tell me a little more about what you are looking for?"
 
 def log(message: str) -> None:
     print(f"[tune_task_questions] {message}", file=sys.stderr, flush=True)
-
-
-def bank_question(bank: Any, request: str, embedding: np.ndarray, leave_out: frozenset[str] = frozenset()) -> str:
-    """The ClariQ bank question graphs.nodes asks: the best-ranked one sharing a word with the request."""
-    from agent.question_bank import bm25_tokens
-
-    words = set(bm25_tokens(request))
-    for q in bank.rank(request, embedding, k=10 + len(leave_out)):
-        if q.id not in leave_out and words & set(bm25_tokens(q.text)):
-            return str(q.text)
-    return GENERIC
 
 
 def candidates(data_dir: str | None) -> list[dict[str, Any]]:
@@ -69,19 +63,24 @@ def candidates(data_dir: str | None) -> list[dict[str, Any]]:
     embeddings = encoder.encode([r[2] for r in requests])
     picked: list[tuple[str, str]] = []
     similarity: list[float] = []
+    bank_similarity: list[float] = []
     for (_, _, text, _, gold_ids, own), vector in zip(requests, embeddings, strict=True):
         found = tasks.nearest(vector, text, exclude=own)
         # No fitting task among the nearest: the graph asks the bank's question whatever the floor.
-        picked.append((found.question if found else GENERIC, bank_question(bank, text, vector, gold_ids)))
+        from_bank = bank.question_for(text, vector, leave_out=gold_ids)
+        picked.append((found.question if found else GENERIC, from_bank.text if from_bank else GENERIC))
         similarity.append(found.similarity if found else -1.0)
+        bank_similarity.append(from_bank.cosine if from_bank else -1.0)
     # One batched encoder call per kind of text (thousands of short questions), not two per request.
     vectors = _embed_unique(encoder, [q for pair in picked for q in pair] + [g for r in requests for g in r[3]])
-    for (source, half, _, gold, _, _), pair, sim in zip(requests, picked, similarity, strict=True):
+    for (source, half, _, gold, _, _), pair, sim, bank_sim in zip(requests, picked, similarity, bank_similarity, strict=True):
         q = np.stack([vectors[t] for t in pair])
         g = np.stack([vectors[t] for t in gold])
         fits = (g @ q.T).max(axis=0) >= FIT
         out.append({"source": source, "half": half, "similarity": sim,
-                    "in3_fits": bool(fits[0]), "bank_fits": bool(fits[1])})
+                    "in3_fits": bool(fits[0]), "bank_fits": bool(fits[1]),
+                    # How close the bank's question is to the request itself (-1: none shares a word with it).
+                    "bank_similarity": bank_sim})
     return out
 
 
@@ -114,6 +113,29 @@ def choose_floor(rows: Sequence[dict[str, Any]]) -> float | None:
     for floor in FLOORS:
         rates = fit_rates(rows, floor)
         if all(cell["in3_fits"] is not None and cell["in3_fits"] >= (cell["bank_fits"] or 0.0) for cell in rates.values()):
+            return floor
+    return None
+
+
+def bank_fit_rates(rows: Sequence[dict[str, Any]], floor: float) -> dict[str, Any]:
+    """Per source: how many requests the bank would ask at ``floor``, and how often its question fits."""
+    result: dict[str, Any] = {}
+    for source in sorted({r["source"] for r in rows}):
+        above = [r for r in rows if r["source"] == source and r["bank_similarity"] >= floor]
+        result[source] = {"n_asked": len(above),
+                          "bank_fits": round(float(np.mean([r["bank_fits"] for r in above])), 3) if above else None}
+    return result
+
+
+def choose_bank_floor(rows: Sequence[dict[str, Any]]) -> float | None:
+    """The lowest floor from which the bank's question fits at least as often as not, on every source.
+
+    The stated cost: a question about another topic costs the user at least what a fitting one saves, so
+    below a 1-in-2 fit rate the generic question, which is never about the wrong thing, is asked instead.
+    """
+    for floor in FLOORS:
+        rates = bank_fit_rates(rows, floor)
+        if all(cell["bank_fits"] is not None and cell["bank_fits"] >= 0.5 for cell in rates.values()):
             return floor
     return None
 
@@ -160,26 +182,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     chosen = [r for r in rows if r["half"] == "choose"]
     reported = [r for r in rows if r["half"] == "report"]
     floor = choose_floor(chosen)
+    bank_floor = choose_bank_floor(chosen)
     report = {"fit_cosine": FIT, "floor": floor,
               "choosing_half": {str(f): fit_rates(chosen, f) for f in FLOORS},
-              "reported_half": fit_rates(reported, floor) if floor is not None else None}
+              "reported_half": fit_rates(reported, floor) if floor is not None else None,
+              "bank_floor": bank_floor,
+              "bank_choosing_half": {str(f): bank_fit_rates(chosen, f) for f in FLOORS},
+              "bank_reported_half": bank_fit_rates(reported, bank_floor) if bank_floor is not None else None}
     print(json.dumps(report, indent=2))
     if args.figure:
         figure(rows, args.figure)
     if args.write:
-        if floor is None:
-            log("no floor makes IN3's questions fit as often as the bank's on both sources: nothing written")
+        if floor is None or bank_floor is None:
+            log("no floor meets its rule on both sources: nothing written")
             return 1
         from agent.policy_config import update_policy_file
 
-        update_policy_file({"task_question_similarity": {
+        update_policy_file({"bank_question_similarity": {
+            "value": bank_floor,
+            "written_by": "python -m agent.training.tune_task_questions --write",
+            "chosen_on": "IN3 vague tasks at even positions and ClariQ train topics with need >= 3 (the topic's gold left out of the bank)",
+            "rule": f"lowest of {list(FLOORS)} from which the bank's question (cosine to the request) asks one of the request's "
+                    f"gold questions (cosine >= {FIT}) at least half the time, on both sources; below it the generic question",
+        }, "task_question_similarity": {
             "value": floor,
             "written_by": "python -m agent.training.tune_task_questions --write",
             "chosen_on": "IN3 vague tasks at even positions (leave one out) and ClariQ train topics with need >= 3",
             "rule": f"lowest of {list(FLOORS)} from which the nearest IN3 task's question asks one of the request's "
                     f"gold questions (cosine >= {FIT}) at least as often as the ClariQ bank's, on both sources",
         }})
-        log(f"wrote task_question_similarity = {floor}")
+        log(f"wrote task_question_similarity = {floor}, bank_question_similarity = {bank_floor}")
     return 0
 
 
