@@ -6,14 +6,16 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from agent.clarification_need import ClarificationNeedModel, load_clarification_model
 from agent.conflict import ConflictModel, load_conflict_model
 from agent.constraints import ConstraintBook
+from agent.datasets import DatasetMissingError
 from agent.domains import DomainDetector
 from agent.encoder import Encoder, MemoEncoder, load_encoder, use_serving_threads
 from agent.judge import Judge
@@ -25,6 +27,7 @@ from memory.norm_store import NormStore, open_norm_store
 from memory.paths import home_dir, norm_index_path
 
 log = logging.getLogger("edge_align")
+T = TypeVar("T")
 _lock = threading.Lock()
 
 
@@ -82,21 +85,12 @@ def _judge_encoder(encoder: Any, judge: Judge) -> Any:
     return JudgeEncoder.from_files(encoder.sentence_model, LAYERS_FILE, lock=encoder.lock)
 
 
-def _question_bank(encoder: Encoder) -> QuestionBank | None:
-    """ClariQ's question bank is research data that is not shipped: without it, intent questions use a template."""
+def _research_data(load: Callable[[], T], missing: type[DatasetMissingError], without: str) -> T | None:
+    """Data read in place that is not shipped (ClariQ's bank, IN3's tasks): without it, say what is used instead."""
     try:
-        return QuestionBank.load(encoder=encoder)
-    except QuestionBankMissingError:
-        _progress("ClariQ question bank not found: intent questions will use the generic template")
-        return None
-
-
-def _task_questions(encoder: Encoder) -> TaskQuestions | None:
-    """IN3 is research data that is not shipped either: without it, vague tasks get the bank's question."""
-    try:
-        return TaskQuestions.load(encoder=encoder)
-    except TaskQuestionsMissingError:
-        _progress("IN3 not found: vague tasks will be asked ClariQ's or the generic question")
+        return load()
+    except missing:
+        _progress(without)
         return None
 
 
@@ -121,8 +115,14 @@ def _load(home: Path) -> Resources:
         norms=store,
         pack_versions={**report.unchanged, **report.added},
         home=home,
-        question_bank=_question_bank(encoder),
-        task_questions=_task_questions(encoder),
+        question_bank=_research_data(
+            lambda: QuestionBank.load(encoder=encoder), QuestionBankMissingError,
+            "ClariQ question bank not found: intent questions will use the generic template",
+        ),
+        task_questions=_research_data(
+            lambda: TaskQuestions.load(encoder=encoder), TaskQuestionsMissingError,
+            "IN3 not found: vague tasks will be asked ClariQ's or the generic question",
+        ),
         judge=judge,
         judge_encoder=_judge_encoder(encoder, judge),
         phrasings=MemoEncoder(encoder),
