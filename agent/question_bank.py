@@ -154,8 +154,10 @@ class QuestionBank:
         return bm25, cosine.astype(np.float64)
 
     def scores(self, text: str, embedding: np.ndarray, bm25_weight: float | None = None) -> np.ndarray:
+        return self._fused(*self.component_scores(text, embedding), bm25_weight)
+
+    def _fused(self, bm25: np.ndarray, cosine: np.ndarray, bm25_weight: float | None = None) -> np.ndarray:
         weight = self.bm25_weight if bm25_weight is None else bm25_weight
-        bm25, cosine = self.component_scores(text, embedding)
         return np.asarray(weight * bm25 + (1.0 - weight) * cosine)
 
     def rank(self, text: str, embedding: np.ndarray, k: int = 30) -> list[RankedQuestion]:
@@ -163,7 +165,7 @@ class QuestionBank:
         if np.asarray(embedding).shape != (EMBEDDING_DIM,):
             raise ValueError(f"expected an embedding of shape ({EMBEDDING_DIM},)")
         bm25, cosine = self.component_scores(text, embedding)
-        fused = self.bm25_weight * bm25 + (1.0 - self.bm25_weight) * cosine
+        fused = self._fused(bm25, cosine)
         order = _top_k(fused, k)
         return [RankedQuestion(self.ids[i], self.texts[i], float(fused[i]), float(cosine[i])) for i in order]
 

@@ -20,8 +20,6 @@ import collections
 import json
 from pathlib import Path
 
-import numpy as np
-
 SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot")
 
 
@@ -68,7 +66,7 @@ def main() -> None:
             n = sum(got.values())
             cells["/".join(key)] = {"n": n, "correct": round(got[key[1]] / n, 3), "decisions": dict(got)}
         total = sum(costs[key[1]][decision] * k for key, got in counts.items() for decision, k in got.items())
-        report[name] = {"cells": cells, "total_cost": round(float(np.float64(total)), 1)}
+        report[name] = {"cells": cells, "total_cost": round(float(total), 1)}
         print(f"{name}: total cost {total:.1f}")
         for cell, value in cells.items():
             print(f"  {cell:32} n={value['n']:4} correct={value['correct']:.3f} {value['decisions']}")

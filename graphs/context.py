@@ -130,9 +130,9 @@ class Context:
 
 
 def _policy_value(name: str) -> float:
-    from agent.policy_config import shipped_policy
-
-    value: float = getattr(shipped_policy(), name).value
+    value = _optional_policy_value(name)
+    if value is None:
+        raise ConfigError(f"agent/data/policy.json has no value for {name}")
     return value
 
 

@@ -42,7 +42,7 @@ def log(message: str) -> None:
 def candidates(data_dir: str | None) -> list[dict[str, Any]]:
     """Per request: its source and half, the IN3 candidate's similarity, and whether each candidate fits."""
     from agent.clarification_need import load_clariq_topics
-    from agent.encoder import load_encoder
+    from agent.encoder import MemoEncoder, load_encoder
     from agent.question_bank import QuestionBank
     from agent.task_questions import TaskQuestions
 
@@ -71,22 +71,19 @@ def candidates(data_dir: str | None) -> list[dict[str, Any]]:
         picked.append((found.question if found else GENERIC, from_bank.text if from_bank else GENERIC))
         similarity.append(found.similarity if found else -1.0)
         bank_similarity.append(from_bank.cosine if from_bank else -1.0)
-    # One batched encoder call per kind of text (thousands of short questions), not two per request.
-    vectors = _embed_unique(encoder, [q for pair in picked for q in pair] + [g for r in requests for g in r[3]])
+    # One batched encoder call for every question (thousands of short texts), not two per request.
+    questions = [q for pair in picked for q in pair] + [g for r in requests for g in r[3]]
+    memo = MemoEncoder(encoder, max_texts=len(questions))
+    memo.encode(questions)
     for (source, half, _, gold, _, _), pair, sim, bank_sim in zip(requests, picked, similarity, bank_similarity, strict=True):
-        q = np.stack([vectors[t] for t in pair])
-        g = np.stack([vectors[t] for t in gold])
+        q = memo.encode(list(pair))
+        g = memo.encode(gold)
         fits = (g @ q.T).max(axis=0) >= FIT
         out.append({"source": source, "half": half, "similarity": sim,
                     "in3_fits": bool(fits[0]), "bank_fits": bool(fits[1]),
                     # How close the bank's question is to the request itself (-1: none shares a word with it).
                     "bank_similarity": bank_sim})
     return out
-
-
-def _embed_unique(encoder: Any, texts: Sequence[str]) -> dict[str, np.ndarray]:
-    unique = list(dict.fromkeys(texts))
-    return dict(zip(unique, encoder.encode(unique), strict=True))
 
 
 def fit_rates(rows: Sequence[dict[str, Any]], floor: float) -> dict[str, Any]:
