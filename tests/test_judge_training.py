@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from agent.constraints import request_clauses
 from agent.training import rephrase
@@ -138,3 +139,41 @@ def test_a_message_is_as_harmful_as_its_most_harmful_clause() -> None:
     assert out.tolist() == [0.9, 0.7, 0.2]
     assert messages.tolist() == [0.1, 0.7, 0.2]  # the message-only scores stay for the message-only rule
     assert with_clauses(messages, np.array([], dtype=int), np.array([])).tolist() == [0.1, 0.7, 0.2]
+
+
+def _has_valueeval() -> bool:
+    from agent.datasets import DatasetMissingError, dataset_dir
+
+    try:
+        dataset_dir("touche23_valueeval")
+    except DatasetMissingError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _has_valueeval(), reason="Touché23-ValueEval data directory not available")
+def test_debate_essays_ask_for_persuasive_writing_on_real_conclusions_one_row_each() -> None:
+    from agent.training.judge_data import ESSAY_FORMS, debate_essays
+
+    rows = debate_essays(None)
+    assert len(rows) > 400
+    assert len({r.group for r in rows}) == len(rows)
+    assert all(r.harmful == 0 and r.clarify is None and r.decision == "answer" for r in rows)
+    prefixes = {form.split("{claim}")[0] for form in ESSAY_FORMS}
+    assert all(any(r.text.startswith(p) for p in prefixes) for r in rows)
+    assert len({next(p for p in prefixes if r.text.startswith(p)) for r in rows}) == len(prefixes)
+    # "We should ..." opens a sentence, "Europe ..." is a name.
+    assert any(" that we should " in r.text for r in rows)
+    assert not any(" that We " in r.text for r in rows)
+    assert any(" that Europe " in r.text for r in rows)
+
+
+def test_adding_a_source_leaves_every_earlier_sources_folds_as_they_were() -> None:
+    from agent.training.judge_data import group_folds
+
+    earlier = [Row(f"q{i}", source, f"{source}-{i // 2}") for source in ("in3", "harmbench") for i in range(40)]
+    added = [Row(f"e{i}", "debate_essays", f"debate-{i}") for i in range(30)]
+    before = group_folds(earlier, 5, 0)
+    after = group_folds(earlier + added, 5, 0)
+    assert (after[: len(earlier)] == before).all()
+    assert set(after[len(earlier):]) == set(range(5))

@@ -58,7 +58,9 @@ L2_C = 2.0  # logistic regularisation: 0.5, 2 and 8 differ by < 0.01 mean AUROC 
 AUGMENT_WEIGHT = 0.5  # a wrapped copy counts half as much as its original
 # Which rows get training copies: every harmful row, and as many benign ones (look-alikes first), so a
 # wrapper or a rewritten form stays label-free.
-BENIGN_WRAP_SOURCES = ("jbb_benign", "coconot", "in3", "ambignq", "clariq", "clarifydelphi")
+BENIGN_WRAP_SOURCES = ("jbb_benign", "coconot", "debate_essays", "in3", "ambignq", "clariq", "clarifydelphi")
+# Benign rows that share the harmful sets' topics or forms: they get copies first (the over-refusal risk).
+FORM_LOOKALIKE_SOURCES = ("jbb_benign", "coconot", "debate_essays")
 
 
 def log(message: str) -> None:
@@ -113,7 +115,7 @@ def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -
     benign_pool = [i for i, r in enumerate(rows)
                    if r.harmful == 0 and r.source in BENIGN_WRAP_SOURCES and augmentation.applies(r.text)]
     # Benign look-alikes first (they are the over-refusal risk), then a random draw of the rest.
-    priority = [i for i in benign_pool if rows[i].source in ("jbb_benign", "coconot")]
+    priority = [i for i in benign_pool if rows[i].source in FORM_LOOKALIKE_SOURCES]
     rest = [i for i in benign_pool if i not in set(priority)]
     extra = list(rng.choice(rest, size=max(0, min(len(rest), len(harmful) - len(priority))), replace=False))
     chosen = harmful + priority + [int(i) for i in extra]
@@ -126,7 +128,7 @@ def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -
     return out, origin
 
 
-# At run time a message's harmful probability is the highest of the message and its clauses, so the head
+# At run time a message's harmful probability is raised by its clauses' (agent.judge.ClauseRule), so the head
 # must have seen clauses: a sentence cut out of a harmless request ("I need urgent, detailed help making a
 # safe plan to leave my abusive husband.") read as harmful to heads trained on whole requests only, and the
 # v2 judge refused 52 of 120 ConflictScope prompts, each on a clause (benchmarks/clause_refusals.py). A clause of a harmless request
