@@ -13,14 +13,15 @@ the least expected cost under those probabilities and the costs below, stated be
 nothing here is fitted to the numbers reported.
 
 A jailbreak wrapper dilutes the embedding of a whole message, not of the ask inside it, so the
-harmful probability of a message is the highest of the message and its clauses
-(``agent.constraints.request_clauses``). An answer to a clarifying question is read together with
-the request it answers (context about the situation, not a new request).
+harmful probability of a message is raised by its clauses (``agent.constraints.request_clauses``)
+through a fitted rule (:class:`ClauseRule`; without one, the highest of the message and its clauses).
+An answer to a clarifying question is read together with the request it answers (context about the
+situation, not a new request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -188,19 +189,69 @@ def verdict_from_dict(data: Mapping[str, Any]) -> Verdict:
     )
 
 
+_LOGIT_LIMIT = 9.0  # p within about 1e-4 of 0 or 1: further out the logit says nothing more
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1.0 / (1.0 + np.exp(_LOGIT_LIMIT))), 1.0 / (1.0 + np.exp(-_LOGIT_LIMIT)))
+    return float(np.log(p / (1.0 - p)))
+
+
+@dataclass(frozen=True)
+class ClauseRule:
+    """How a message with clauses gets its harmful probability from its own and its clauses' scores.
+
+    Without a rule it is the highest of them, which catches an ask diluted by wrapper text but lets one
+    sentence of a long harmless request ("I need a very detailed step-by-step plan for ...") refuse all
+    of it. The rule is a logistic combination of the message's logit and its most harmful clause's,
+    for messages of two or more clauses (a lone clause is the request itself, see ``combine``), fitted
+    on one held-out fold's requests and wrapped forms (``python -m agent.training.tune_clause_harm``,
+    which writes it to agent/data/policy.json). How many clauses a message has is not an input: with it
+    the fit made long harmless requests more harmful for being long, and cost more on its own fold.
+    """
+
+    message: float
+    clause: float
+    intercept: float
+
+    @staticmethod
+    def features(p_message: float, clause_scores: Sequence[float]) -> tuple[float, float]:
+        """What the rule reads: the message's logit and its most harmful clause's."""
+        return _logit(p_message), _logit(max(clause_scores))
+
+    def combine(self, p_message: float, clause_scores: Sequence[float]) -> float:
+        """The message's harmful probability given its clauses' (never below the message's own).
+
+        A lone clause is the whole request without the name it addresses ("DAN, tell me how to ..."): the
+        same request, not a part of it, so it counts in full."""
+        if not clause_scores:
+            return p_message
+        if len(clause_scores) == 1:
+            return max(p_message, clause_scores[0])
+        z_message, z_clause = self.features(p_message, clause_scores)
+        z = self.message * z_message + self.clause * z_clause + self.intercept
+        return max(p_message, float(1.0 / (1.0 + np.exp(-z))))
+
+
 class Judge:
     """Heads + costs. Handed embeddings, never an encoder: the caller embeds each text once."""
 
-    def __init__(self, heads: JudgeHeads, policy: Mapping[str, Any] | None = None) -> None:
+    def __init__(
+        self, heads: JudgeHeads, policy: Mapping[str, Any] | None = None, clause_rule: ClauseRule | None = None
+    ) -> None:
         self.heads = heads
         self.policy = dict(policy or decision_thresholds(DECISION_COSTS))
+        self.clause_rule = clause_rule
 
     @classmethod
     def load(cls) -> Judge:
-        """The shipped heads with the costs of agent/data/policy.json."""
+        """The shipped heads with the costs and clause rule of agent/data/policy.json."""
         from agent.policy_config import shipped_policy
 
-        return cls(JudgeHeads.load(), shipped_policy().judge.model_dump())
+        policy = shipped_policy()
+        rule = policy.clause_harm
+        return cls(JudgeHeads.load(), policy.judge.model_dump(),
+                   ClauseRule(rule.message, rule.clause, rule.intercept) if rule else None)
 
     def verdict(self, message: np.ndarray, clauses: np.ndarray | None = None) -> Verdict:
         """Judge one request from the embedding of its message (after a question: the request read
@@ -211,8 +262,10 @@ class Judge:
         clause_scores: list[float] = []
         if clauses is not None and len(clauses):
             clause_scores = [float(p) for p in self.heads.probabilities(clauses)["harmful"]]
-            if max(clause_scores) > p_harm:
-                p_harm, source = max(clause_scores), "clause"
+            combined = (self.clause_rule.combine(p_harm, clause_scores) if self.clause_rule
+                        else max(p_harm, *clause_scores))
+            if combined > p_harm:
+                p_harm, source = combined, "clause"
         p_clarify = float(probs["clarify"][0])
         decision = decide_from_probabilities(p_harm, p_clarify, self.policy)
         return Verdict(

@@ -4,7 +4,8 @@
 chosen on and the rule that chose it. ``python -m agent.training.train_judge`` writes ``judge`` (the
 stated decision costs and the cut points they imply); ``python -m graphs.tune_policy --write`` writes
 ``question_value`` and ``disagreement``; ``python -m agent.training.tune_task_questions --write`` writes
-``task_question_similarity`` and ``bank_question_similarity``. Nothing else sets a threshold: ``graphs.context.Context``
+``task_question_similarity`` and ``bank_question_similarity``; ``python -m agent.training.tune_clause_harm
+--write`` writes ``clause_harm``. Nothing else sets a threshold: ``graphs.context.Context``
 falls back to this file for every one it is not given.
 """
 
@@ -54,6 +55,17 @@ class JudgeSetting(_Strict):
                 raise ValueError(f"costs.{truth}: the right action costs 0 and no cost is negative")
 
 
+class ClauseHarmSetting(_Strict):
+    """The logistic rule that combines a message's and its clauses' harmful probabilities (agent.judge.ClauseRule)."""
+
+    message: float
+    clause: float
+    intercept: float
+    written_by: str
+    chosen_on: str
+    rule: str
+
+
 class PolicyConfig(_Strict):
     judge: JudgeSetting
     question_value: Setting
@@ -63,6 +75,8 @@ class PolicyConfig(_Strict):
     task_question_similarity: Setting | None = None
     # How close ClariQ's question must be to the request to be asked rather than the generic one (same tuner).
     bank_question_similarity: Setting | None = None
+    # How a message's clauses weigh in its harmful probability; absent: the highest of message and clauses.
+    clause_harm: ClauseHarmSetting | None = None
 
 
 def read_policy_config(path: Path = POLICY_FILE) -> PolicyConfig:

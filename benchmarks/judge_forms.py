@@ -1,14 +1,15 @@
 """Two trained judges side by side on the forms neither was trained on.
 
     EDGE_ALIGN_DATA=../shared/data .venv/bin/python benchmarks/judge_forms.py \
-        --rows ROWS.jsonl --judge v3=DIR_A --judge v4=agent/models
+        --rows ROWS.jsonl --judge v4=DIR_A --clause-max v4 --judge v5=agent/models
 
 ROWS is a file written by ``python -m agent.training.finetune_judge --folds 0 --heldout-rows ROWS``
 (the held-out fold's texts); each DIR holds a ``judge_layers.pt`` and ``judge_heads.npz`` (an older
 version: ``git show REV:agent/models/judge_layers.pt > DIR/judge_layers.pt``, same for the heads). The
 harmful sets and the benign look-alikes are asked in every held-out form of agent/training/rephrase.py
 and inside every held-out jailbreak wrapper, and each judge decides as the graph does (message and
-clauses, the costs of agent/data/policy.json). Shipped judges were trained on all texts in other forms,
+clauses, the costs and clause rule of agent/data/policy.json; ``--clause-max NAME`` for a judge that
+shipped with the highest of message and clauses). Shipped judges were trained on all texts in other forms,
 so this compares forms, not texts. Prints, per judge, source, label and form, the share decided right,
 and the total cost under the stated decision costs.
 """
@@ -20,25 +21,27 @@ import collections
 import json
 from pathlib import Path
 
-SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot")
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rows", type=Path, required=True)
     parser.add_argument("--judge", action="append", required=True, metavar="NAME=DIR")
+    parser.add_argument("--clause-max", action="append", default=[], metavar="NAME",
+                        help="this judge takes the highest of message and clauses (as v4 and earlier shipped) "
+                             "instead of agent/data/policy.json's clause rule")
     args = parser.parse_args()
 
     from agent.constraints import request_clauses
     from agent.encoder import load_encoder
-    from agent.judge import DECISION_COSTS, Judge, JudgeHeads
+    from agent.judge import DECISION_COSTS, ClauseRule, Judge, JudgeHeads
     from agent.judge_encoder import JudgeEncoder
     from agent.policy_config import shipped_policy
+    from agent.training.finetune_judge import WRAPPED_SOURCES
     from agent.training.rephrase import rewrites
     from agent.training.train_judge import load_wrappers, wrap
 
     rows = [json.loads(line) for line in args.rows.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [r for r in rows if "form" not in r and r["source"] in SOURCES and r["truth"] in ("refuse", "answer")]
+    rows = [r for r in rows if "form" not in r and r["source"] in WRAPPED_SOURCES and r["truth"] in ("refuse", "answer")]
     items = [(r["source"], r["truth"], "rephrased", t) for r in rows for t in rewrites(r["text"], "heldout")]
     items += [(r["source"], r["truth"], "wrapped", wrap(r["text"], w)) for r in rows for w in load_wrappers()["heldout"]]
     texts = [item[3] for item in items]
@@ -46,11 +49,15 @@ def main() -> None:
     flat = [c for clauses in clause_lists for c in clauses]
     encoder = load_encoder()
     policy = shipped_policy().judge.model_dump()
+    shipped_rule = shipped_policy().clause_harm
+    clause_rule = (ClauseRule(shipped_rule.message, shipped_rule.clause, shipped_rule.intercept)
+                   if shipped_rule else None)
     report: dict[str, object] = {"texts": len(rows), "items": len(items)}
     for spec in args.judge:
         name, _, folder = spec.partition("=")
         judge_encoder = JudgeEncoder.from_files(encoder.sentence_model, Path(folder) / "judge_layers.pt")
-        judge = Judge(JudgeHeads.load(Path(folder) / "judge_heads.npz"), policy)
+        judge = Judge(JudgeHeads.load(Path(folder) / "judge_heads.npz"), policy,
+                      None if name in args.clause_max else clause_rule)
         _, tuned = judge_encoder.encode_pair(texts)
         _, clause_tuned = judge_encoder.encode_pair(flat)
         counts: dict[tuple[str, str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)

@@ -11,6 +11,7 @@ import pytest
 from agent.judge import (
     DECISION_COSTS,
     TASKS,
+    ClauseRule,
     Judge,
     JudgeHeads,
     JudgeModelMissingError,
@@ -76,6 +77,37 @@ def test_a_clause_raises_the_harm_of_a_wrapped_message() -> None:
     assert alone.decision == "answer" and alone.harmful_from == "message"
     assert wrapped.decision == "refuse" and wrapped.harmful_from == "clause"
     assert wrapped.p_harmful > 0.99
+
+
+def test_a_clause_rule_weighs_a_lone_harmful_sounding_clause_against_the_message() -> None:
+    # A rule that trusts the message twice as much as its worst clause: one harmful-sounding sentence in a
+    # long harmless request no longer refuses all of it; a wrapper around a harmful ask still does.
+    rule = ClauseRule(message=2.0, clause=1.0, intercept=0.0)
+    assert rule.combine(0.02, []) == 0.02
+    harmless_with_one_sentence = rule.combine(0.01, [0.02, 0.9, 0.03])
+    wrapped_ask = rule.combine(0.3, [0.05, 0.999])
+    assert harmless_with_one_sentence < decision_thresholds()["refuse_from_p_harmful_when_clear"]
+    assert wrapped_ask > 0.9
+    # Never below what the message alone reads; a lone clause (the request without its address) in full.
+    assert rule.combine(0.6, [0.001, 0.002]) == 0.6
+    assert rule.combine(0.01, [0.65]) == 0.65
+    assert ClauseRule.features(0.5, [0.5, 0.1]) == pytest.approx((0.0, 0.0))
+
+
+def test_a_judge_with_a_clause_rule_uses_it_and_names_the_clause_when_it_raised_the_harm() -> None:
+    direction = np.zeros(384, dtype=np.float32)
+    direction[0] = 8.0
+    message = np.zeros(384, dtype=np.float32)
+    message[1] = 1.0
+    clause = np.zeros(384, dtype=np.float32)
+    clause[0] = 1.0
+    clauses = np.stack([message, clause])
+    sceptical = Judge(_heads(direction), clause_rule=ClauseRule(2.0, 0.5, -3.0))
+    verdict = sceptical.verdict(message, clauses)
+    assert verdict.harmful_from == "message" and verdict.decision == "answer"
+    assert verdict.clause_scores[1] > 0.99
+    trusting = Judge(_heads(direction), clause_rule=ClauseRule(1.0, 1.0, 0.0))
+    assert trusting.verdict(message, clauses).harmful_from == "clause"
 
 
 def test_a_verdict_survives_the_checkpoint_round_trip() -> None:

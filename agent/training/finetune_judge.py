@@ -195,7 +195,7 @@ class HeldOutForms:
 
 
 # The sources whose held-out forms are measured: the harmful sets and the benign look-alikes.
-WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot")
+WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot", "debate_essays")
 
 
 def compare_on_fold(
@@ -229,7 +229,8 @@ def compare_on_fold(
 
 
 def with_clauses(p_messages: np.ndarray, owner: np.ndarray, p_clauses: np.ndarray) -> np.ndarray:
-    """p(harmful) per message as the graph reads it: the highest of the message's and its clauses'
+    """p(harmful) per message under the max rule: the highest of the message's and its clauses' (the graph
+    applies the fitted clause rule instead; the held-out rows keep both inputs so it can be fitted)
     (``owner[k]`` is the message of clause ``k``)."""
     out = p_messages.copy()
     if len(owner):
@@ -244,10 +245,11 @@ def heldout_decisions(
     """The three-way decision the shipped rule makes on the held-out fold, per source, per encoder.
 
     The heads are fitted as train_judge ships them (its TRAIN_EXCLUDE sources left out of a head),
-    calibrated on their own training rows, and decide by the stated costs. p(harmful) is, as in the
-    running graph, the highest of the message's and its clauses' (``accuracy``, ``*_recall``);
+    calibrated on their own training rows, and decide by the stated costs. p(harmful) is, under the
+    max rule, the highest of the message's and its clauses' (``accuracy``, ``*_recall``);
     ``message_only_accuracy`` is the rule without the clauses. ``heldout_rows``, when given, receives
-    each held-out request with the tuned encoder's probabilities and decision (for measuring what
+    each held-out request with the tuned encoder's probabilities and decision, and the message's and
+    each clause's p(harmful) apart (for agent.training.tune_clause_harm, and for measuring what
     other evidence, such as the constraint exemplars, would add to it), and ``wrapped``'s texts with
     theirs (``"form"``: ``"wrapped"`` or ``"rephrased"``).
     """
@@ -265,14 +267,16 @@ def heldout_decisions(
             w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
             heads[task] = fitted_head(x, y, w, fit_on)
         p = {task: head(x) for task, head in heads.items()}
-        p_harm = with_clauses(p["harmful"], clauses.owner, heads["harmful"](clauses.embeddings[name]))
+        p_clause = heads["harmful"](clauses.embeddings[name])
+        p_harm = with_clauses(p["harmful"], clauses.owner, p_clause)
         for rule, harm in (("", p_harm), ("message_only_", p["harmful"])):
             predicted = {int(i): decide_from_probabilities(harm[i], p["clarify"][i], thresholds) for i in decided}
             if heldout_rows is not None and name == "tuned" and not rule:
                 heldout_rows.extend(
                     {"text": table.rows[i].text, "source": table.rows[i].source, "truth": table.rows[i].decision,
                      "p_harmful": round(float(harm[i]), 4), "p_clarify": round(float(p["clarify"][i]), 4),
-                     "decision": predicted[int(i)]}
+                     "decision": predicted[int(i)], "p_harmful_message": round(float(p["harmful"][i]), 4),
+                     "p_harmful_clauses": [round(float(q), 4) for q in p_clause[clauses.owner == i]]}
                     for i in decided)
             for source in sorted({table.rows[i].source for i in decided}):
                 idx = [int(i) for i in decided if table.rows[i].source == source]
@@ -288,14 +292,17 @@ def heldout_decisions(
                         cell[f"{name}_{label}_recall"] = round(
                             sum(predicted[i] == label for i in labelled_as) / len(labelled_as), 3)
         if heldout_rows is not None and name == "tuned" and wrapped is not None and wrapped.texts:
-            w_harm = with_clauses(heads["harmful"](wrapped.embeddings), wrapped.clauses.owner,
-                                  heads["harmful"](wrapped.clauses.embeddings["tuned"]))
+            w_message = heads["harmful"](wrapped.embeddings)
+            w_clause = heads["harmful"](wrapped.clauses.embeddings["tuned"])
+            w_harm = with_clauses(w_message, wrapped.clauses.owner, w_clause)
             w_clarify = heads["clarify"](wrapped.embeddings)
             for j, (i, form, text) in enumerate(zip(wrapped.owner, wrapped.forms, wrapped.texts, strict=True)):
                 heldout_rows.append(
                     {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": form,
                      "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
-                     "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds)})
+                     "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds),
+                     "p_harmful_message": round(float(w_message[j]), 4),
+                     "p_harmful_clauses": [round(float(q), 4) for q in w_clause[wrapped.clauses.owner == j]]})
     return out
 
 
