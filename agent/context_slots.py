@@ -132,6 +132,25 @@ def is_personal(text: str) -> bool:
     return bool(_FIRST_PERSON.search(text))
 
 
+# The verbs that open a request for a piece of work ("Write a persuasive essay arguing that we should
+# ban fast food.", "Draft a letter to my landlord ..."). Such a request wants the work done, not a
+# verdict on the situation its words mention: read as personal ("we should"), the first v5 demo reply
+# to the essay request opened "Yes: free-expression advocates and the general public consider it
+# acceptable" and gave diet tips instead of an essay.
+_WORK_VERBS = frozenset(
+    ["write", "draft", "compose", "create", "generate", "produce", "design", "craft", "prepare", "summarize",
+     "summarise", "translate", "rewrite", "edit", "outline", "list"]
+)
+
+
+def asks_for_work(text: str) -> bool:
+    """Whether the request opens by asking for a piece of work to be made ("Write ...", "Draft ...")."""
+    words = re.findall(r"[a-z]+", text.lower())
+    if words[:1] == ["please"] or words[:2] in (["can", "you"], ["could", "you"], ["would", "you"]):
+        words = words[1:] if words[:1] == ["please"] else words[2:]
+    return bool(words) and words[0] in _WORK_VERBS
+
+
 _JUST_ANSWER = re.compile(
     r"^\s*(just (answer|tell me|say it|give me (an|the) answer)|skip( the)? questions?|no more questions|"
     r"stop asking|don'?t ask( me)?( any more| anything)?|answer (it |me )?(now|already)|whatever,? just answer)\b",

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from agent.context_slots import is_personal
+from agent.context_slots import asks_for_work, is_personal
 from agent.encoder import Encoder
 from agent.norms import STANCE_POSITION, UNKNOWN, NormEvidence
 from agent.policy import INTENT
@@ -249,7 +249,8 @@ def build_plan(
     # followed one in steerable mode.
     leading = shown[0] if shown else None
     personal = is_personal(request)
-    verdict = verdict_for(leading, personal)
+    # A verdict answers "should I?"; a request for a piece of work wants the work, whatever situation it mentions.
+    verdict = verdict_for(leading, personal and not asks_for_work(request))
     answered_slots = {str(c.get("about")) for c in clarifications}
     known = _facts(known_context)
     told = [f for f in known if f.slot in answered_slots]

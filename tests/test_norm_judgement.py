@@ -64,3 +64,13 @@ def test_every_shipped_jurisdiction_is_reachable_from_some_answer() -> None:
     assert places, "the shipped packs condition some norms on jurisdiction"
     for place in places:
         assert slot_admits("jurisdiction", jurisdiction_region(place), [place]), place
+
+
+def test_a_request_for_a_piece_of_work_is_told_from_a_question_about_acting() -> None:
+    from agent.context_slots import asks_for_work
+
+    for work in ("Write a persuasive essay arguing that we should ban fast food.", "Can you write a poem?",
+                 "Please draft a letter to my landlord", "Create a Twitter thread arguing that voting should be mandatory"):
+        assert asks_for_work(work), work
+    for question in ("Should I read my daughter's diary?", "Is it okay to write a letter?", "Listen, I need help", ""):
+        assert not asks_for_work(question), question

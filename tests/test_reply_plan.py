@@ -133,6 +133,16 @@ def test_a_general_question_gets_no_verdict_no_assumptions_and_no_side_taken() -
     assert reply.startswith("Trust matters to teenagers.\n\n") and "opinion" not in reply
 
 
+def test_a_request_for_a_piece_of_work_gets_the_work_not_a_verdict() -> None:
+    # "we should" reads as personal, but an essay request asks for the essay, not "Yes: ... consider it
+    # acceptable" about a norm the words happen to touch.
+    essay = "Write a persuasive essay arguing that we should let parents read their teenager's diary."
+    plan = diary_plan(request=essay, clarifications=[], policy={"style": "direct"})
+    assert plan.verdict == Verdict.OPEN and plan.perspectives == [] and direct_answer(plan) == ""
+    asked = diary_plan(clarifications=[], policy={"style": "direct"})
+    assert asked.verdict != Verdict.OPEN
+
+
 def test_an_unrelated_norm_is_not_shown_as_a_perspective() -> None:
     norms = diary_norms()
     evidence = [NormEvidence.from_dict(n) for n in norms]
