@@ -14,6 +14,8 @@ is measured, with counts and a 95% Wilson interval). What each component decides
 - ``extract_context``, in ``begin_turn`` (the request) and ``clarify`` (the answer): the slots it
   finds are known context, which decides which norms apply and which questions are left to ask.
 - ``wants_answer_now``, in ``clarify`` (the answer to a question): true stops all further questions.
+- ``asks_for_work`` (agent/context_slots.py), in the reply plan: a request for a piece of work
+  ("Write a persuasive essay arguing that we should ...") gets the work, never a community verdict.
 - ``DOMAIN_KEYWORDS`` (memory/polis.py): the domains of each imported Pol.is norm, which the norm
   store's domain filter reads at retrieval.
 - ``match_option`` is not measured: no dataset pairs an answer with the option it picks (IN3 lists
@@ -398,6 +400,23 @@ def measure_answer_now(answers: dict[str, list[str]]) -> list[Measurement]:
             for name, texts in answers.items()]
 
 
+def measure_work_requests(data_dir: str | None) -> list[Measurement]:
+    """asks_for_work: on requests for persuasive writing (recall) and on "should I?" questions, which
+    must keep their verdict (false positives)."""
+    from agent.context_slots import asks_for_work
+    from agent.training import judge_data
+
+    work = [row.text for row in judge_data.debate_essays(data_dir)]
+    measured = [_rate("asks_for_work", "recall", "touche23_valueeval (debate requests)",
+                      "the judge's debate_essays: a persuasive-writing request on each debate conclusion", work,
+                      asks_for_work)]
+    label = "a question about acting or a situation to judge, which wants a verdict, not a piece of work"
+    for name in ("clarifydelphi", "daily_dilemmas", "moralchoice", "conflictscope"):
+        texts = [row.text for row in getattr(judge_data, name)(data_dir)]
+        measured.append(_rate("asks_for_work", "false_positive_rate", name, label, texts, asks_for_work))
+    return measured
+
+
 def measure_polis(data_dir: str | None, agreement: bool) -> list[Measurement]:
     from agent.datasets import dataset_dir
     from memory.polis import DEFAULT_DOMAIN, _read_rows, domains_for, moderated_in_statements
@@ -467,6 +486,7 @@ FEEDS = {
     "is_personal": "whether decide() may ask about context; reply plan's unknowns",
     "extract_context": "known context: applicable norms, questions left (begin_turn, clarify)",
     "wants_answer_now": "stops all further questions (clarify)",
+    "asks_for_work": "a request for a piece of work gets the work, no verdict (reply plan)",
     "polis DOMAIN_KEYWORDS": "domains of imported Pol.is norms (retrieval filter)",
 }
 
@@ -546,6 +566,7 @@ def run(data_dir: str | None, agreement: bool = True) -> dict[str, Any]:
         *measure_personal(personal, impersonal),
         *measure_context(personal, impersonal, answers),
         *measure_answer_now(answers),
+        *measure_work_requests(data_dir),
         *measure_polis(data_dir, agreement),
     ]
     return {
