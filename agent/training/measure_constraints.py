@@ -292,6 +292,22 @@ def _mean_cost(cells: dict[str, Any]) -> float:
     return round(float(np.mean([cell["cost"] for cell in cells.values()])), 4)
 
 
+def with_shipped_clause_rule(row: dict[str, Any]) -> dict[str, Any]:
+    """The row with the judge's decision as the graph makes it: finetune_judge's ``decision`` takes the
+    highest of message and clauses; with the shipped clause rule (agent/data/policy.json) and the row's
+    own probabilities, when it has them, the harmful probability is the rule's."""
+    from agent.judge import ClauseRule, decide_from_probabilities
+    from agent.policy_config import shipped_policy
+
+    rule = shipped_policy().clause_harm
+    if rule is None or "p_harmful_message" not in row:
+        return row
+    p_harm = ClauseRule(rule.message, rule.clause, rule.intercept).combine(row["p_harmful_message"],
+                                                                          row["p_harmful_clauses"])
+    return {**row, "p_harmful": p_harm,
+            "decision": decide_from_probabilities(p_harm, row["p_clarify"], shipped_policy().judge.model_dump())}
+
+
 def exemplars_over_judge(book: ConstraintBook, path: Path, choose_on: Sequence[int]) -> dict[str, Any]:
     """Which ``exemplar_refusal_floor`` costs least on the held-out rows of folds ``choose_on``, and what
     it, the judge alone and the old rule do on every other fold in ``path``.
@@ -303,6 +319,7 @@ def exemplars_over_judge(book: ConstraintBook, path: Path, choose_on: Sequence[i
     from agent.training.text_cache import embed_texts
 
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [with_shipped_clause_rule(r) for r in rows]
     encoder = load_encoder()
     vectors = embed_texts([r["text"] for r in rows], encoder, label="held-out rows")
     clause_lists = [request_clauses(r["text"]) for r in rows]
