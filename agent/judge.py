@@ -233,6 +233,14 @@ class ClauseRule:
         return max(p_message, float(1.0 / (1.0 + np.exp(-z))))
 
 
+def shipped_clause_rule() -> ClauseRule | None:
+    """The clause rule agent/data/policy.json ships (``clause_harm``), or None: the highest of message and clauses."""
+    from agent.policy_config import shipped_policy
+
+    setting = shipped_policy().clause_harm
+    return ClauseRule(setting.message, setting.clause, setting.intercept) if setting else None
+
+
 class Judge:
     """Heads + costs. Handed embeddings, never an encoder: the caller embeds each text once."""
 
@@ -248,10 +256,7 @@ class Judge:
         """The shipped heads with the costs and clause rule of agent/data/policy.json."""
         from agent.policy_config import shipped_policy
 
-        policy = shipped_policy()
-        rule = policy.clause_harm
-        return cls(JudgeHeads.load(), policy.judge.model_dump(),
-                   ClauseRule(rule.message, rule.clause, rule.intercept) if rule else None)
+        return cls(JudgeHeads.load(), shipped_policy().judge.model_dump(), shipped_clause_rule())
 
     def verdict(self, message: np.ndarray, clauses: np.ndarray | None = None) -> Verdict:
         """Judge one request from the embedding of its message (after a question: the request read

@@ -33,7 +33,7 @@ def main() -> None:
 
     from agent.constraints import request_clauses
     from agent.encoder import load_encoder
-    from agent.judge import DECISION_COSTS, ClauseRule, Judge, JudgeHeads
+    from agent.judge import DECISION_COSTS, Judge, JudgeHeads, shipped_clause_rule
     from agent.judge_encoder import JudgeEncoder
     from agent.policy_config import shipped_policy
     from agent.training.finetune_judge import WRAPPED_SOURCES
@@ -49,9 +49,7 @@ def main() -> None:
     flat = [c for clauses in clause_lists for c in clauses]
     encoder = load_encoder()
     policy = shipped_policy().judge.model_dump()
-    shipped_rule = shipped_policy().clause_harm
-    clause_rule = (ClauseRule(shipped_rule.message, shipped_rule.clause, shipped_rule.intercept)
-                   if shipped_rule else None)
+    clause_rule = shipped_clause_rule()
     report: dict[str, object] = {"texts": len(rows), "items": len(items)}
     for spec in args.judge:
         name, _, folder = spec.partition("=")

@@ -296,14 +296,13 @@ def with_shipped_clause_rule(row: dict[str, Any]) -> dict[str, Any]:
     """The row with the judge's decision as the graph makes it: finetune_judge's ``decision`` takes the
     highest of message and clauses; with the shipped clause rule (agent/data/policy.json) and the row's
     own probabilities, when it has them, the harmful probability is the rule's."""
-    from agent.judge import ClauseRule, decide_from_probabilities
+    from agent.judge import decide_from_probabilities, shipped_clause_rule
     from agent.policy_config import shipped_policy
 
-    rule = shipped_policy().clause_harm
+    rule = shipped_clause_rule()
     if rule is None or "p_harmful_message" not in row:
         return row
-    p_harm = ClauseRule(rule.message, rule.clause, rule.intercept).combine(row["p_harmful_message"],
-                                                                          row["p_harmful_clauses"])
+    p_harm = rule.combine(row["p_harmful_message"], row["p_harmful_clauses"])
     return {**row, "p_harmful": p_harm,
             "decision": decide_from_probabilities(p_harm, row["p_clarify"], shipped_policy().judge.model_dump())}
 
