@@ -26,6 +26,10 @@ from agent.question_bank import cached_embeddings
 IN3_FILE = "cases.jsonl"
 NEIGHBOURS = 5  # tasks tried, nearest first, for one whose question names nothing the request does not
 _NAME = re.compile(r"(?<![.?!]\s)(?<!^)\b[A-Z][a-zA-Z]+")
+# "your child", "your new car": the one or two words after "your" (small words are no one's situation).
+_YOUR = re.compile(r"\byour\s+([a-z]+)(?:\s+([a-z]+))?", re.IGNORECASE)
+_SMALL = frozenset(["a", "about", "an", "and", "are", "at", "be", "by", "for", "from", "in", "into", "is", "of", "on", "or", "own", "the",
+                    "to", "with"])
 
 
 class TaskQuestionsMissingError(DatasetMissingError):
@@ -75,6 +79,20 @@ def load_vague_tasks(data_dir: str | os.PathLike[str] | None = None) -> list[Vag
     return tasks
 
 
+def _words(text: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", text)}
+
+
+def presupposed(task: VagueTask) -> set[str]:
+    """What the task's question takes from the task's own situation: a word after "your" that the task
+    itself says. "How old is your child?" was written for "My child is curious about the solar system";
+    asked of "Tell me about the sun." it invents a child. "What is your budget?" takes nothing: the task
+    never mentions a budget, so it asks what any such request leaves out."""
+    own = _words(task.text)
+    after_your = {w.lower() for pair in _YOUR.findall(task.question) for w in pair if w}
+    return (after_your - _SMALL) & own
+
+
 class TaskQuestions:
     """Nearest-task lookup over IN3's vague tasks (embeddings cached by the file's hash)."""
 
@@ -105,11 +123,11 @@ class TaskQuestions:
         similarities = self.embeddings @ np.asarray(embedding, dtype=np.float32).reshape(-1)
         if exclude is not None:
             similarities[exclude] = -np.inf
-        said = {w.lower() for w in re.findall(r"[A-Za-z]+", request)}
+        said = _words(request)
         for index in np.argsort(-similarities)[:NEIGHBOURS]:
             task = self.tasks[int(index)]
             named = {w.lower() for w in _NAME.findall(task.question)}
-            if named <= said:
+            if named <= said and not (presupposed(task) - said):
                 return TaskQuestion(task.text, task.question, task.options, float(similarities[index]))
         return None
 
