@@ -328,11 +328,11 @@ def test_the_suggestions_sentence_is_asked_for_only_when_there_is_a_decided_answ
         request="How do I stop a hung process?", policy={"style": "direct"}, norms=[], known_context={}, clarifications=[]
     )
     _, user = answer_prompt(plain, "How do I stop a hung process?", [], compact=True)
-    assert "practical, kind suggestions" not in user
+    assert "concrete next steps" not in user
     diary = diary_plan()
     assert direct_answer(diary)
     _, user = answer_prompt(diary, DIARY, [], compact=True)
-    assert "practical, kind suggestions" in user
+    assert "concrete next steps" in user
 
 
 def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> None:
