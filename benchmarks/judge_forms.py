@@ -7,8 +7,10 @@ ROWS is a file written by ``python -m agent.training.finetune_judge --folds 0 --
 (the held-out fold's texts); each DIR holds a ``judge_layers.pt`` and ``judge_heads.npz`` (an older
 version: ``git show REV:agent/models/judge_layers.pt > DIR/judge_layers.pt``, same for the heads). The
 harmful sets and the benign look-alikes are asked in every held-out form of agent/training/rephrase.py
-and inside every held-out jailbreak wrapper, and each judge decides as the graph does (message and
-clauses, the costs and clause rule of agent/data/policy.json; ``--clause-max NAME`` for a judge that
+and inside every held-out jailbreak wrapper, the harmful requests' acts are asked about in every
+held-out frame of agent/training/contrasts.py (to be answered: form "contrast"), and each judge decides
+as the graph does (message and clauses, the costs and clause rule of agent/data/policy.json;
+``--clause-max NAME`` for a judge that
 shipped with the highest of message and clauses). Shipped judges were trained on all texts in other forms,
 so this compares forms, not texts. Prints, per judge, source, label and form, the share decided right,
 and the total cost under the stated decision costs.
@@ -36,6 +38,7 @@ def main() -> None:
     from agent.judge import DECISION_COSTS, Judge, JudgeHeads, shipped_clause_rule
     from agent.judge_encoder import JudgeEncoder
     from agent.policy_config import shipped_policy
+    from agent.training.contrasts import contrasts
     from agent.training.finetune_judge import WRAPPED_SOURCES
     from agent.training.rephrase import rewrites
     from agent.training.train_judge import load_wrappers, wrap
@@ -44,6 +47,8 @@ def main() -> None:
     rows = [r for r in rows if "form" not in r and r["source"] in WRAPPED_SOURCES and r["truth"] in ("refuse", "answer")]
     items = [(r["source"], r["truth"], "rephrased", t) for r in rows for t in rewrites(r["text"], "heldout")]
     items += [(r["source"], r["truth"], "wrapped", wrap(r["text"], w)) for r in rows for w in load_wrappers()["heldout"]]
+    # A harmless question about a harmful request's act, in the frames nobody trains on, is to be answered.
+    items += [(r["source"], "answer", "contrast", t) for r in rows if r["truth"] == "refuse" for t in contrasts(r["text"], "heldout")]
     texts = [item[3] for item in items]
     clause_lists = [request_clauses(t) for t in texts]
     flat = [c for clauses in clause_lists for c in clauses]

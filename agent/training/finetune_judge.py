@@ -403,6 +403,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure", help="with --pool: draw the per-source bar chart here")
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
+    parser.add_argument("--contrasts", action="store_true",
+                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; not shipped)")
     parser.add_argument("--heldout-rows", type=Path, default=None,
                         help="write every held-out request's tuned probabilities and decision here (JSON lines)")
     args = parser.parse_args(argv)
@@ -419,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = load_encoder()
     x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
     link_near_duplicates(rows, x_orig)
-    extra, origin = training_copies(rows, args.seed)
+    extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
                   np.array(list(range(len(rows))) + origin), args.lookalike_weight)
     texts = [r.text for r in table.rows]

@@ -48,6 +48,7 @@ from agent.judge import (
 from agent.metrics import auroc, expected_calibration_error, multiclass_metrics, reliability
 from agent.policy_config import update_policy_file
 from agent.training import rephrase
+from agent.training.contrasts import contrasts
 from agent.training.judge_data import Row, group_folds, link_near_duplicates, load_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -108,8 +109,23 @@ def rephrasing(family: str = "train") -> Augmentation:
     return Augmentation("rephrased", rephrase.is_instruction, make)
 
 
+def stating() -> Augmentation:
+    """A how-to instruction or question said as what the person wants to do ("I need to pick a lock.",
+    "Help me kill time on a long flight."): CoCoNot's look-alike questions give the harmless side."""
+    def make(text: str, rng: np.random.Generator) -> str:
+        forms = rephrase.FORMS["stated"]["how_to"]
+        chosen = forms[int(rng.integers(len(forms)))].format(ask=rephrase.asked_act(text))
+        return rephrase.typed(chosen) if rng.random() < rephrase.TYPED_SHARE else chosen
+
+    return Augmentation("stated", lambda text: rephrase.asked_act(text) is not None, make)
+
+
 def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -> tuple[list[Row], list[int]]:
-    """Copies of every harmful row the augmentation applies to, and of as many benign ones."""
+    """Copies of every harmful row the augmentation applies to, and of as many benign ones.
+
+    A statement copy's need for a question is unknown: "I need to plan a trip." is not the request
+    "How do I plan a trip?" rewritten, and IN3's vague tasks are often said so (v7's first fold run,
+    with the original's label copied, asked on 0.05 fewer of IN3's held-out vague tasks)."""
     rng = np.random.default_rng(seed)
     harmful = [i for i, r in enumerate(rows) if r.harmful == 1 and augmentation.applies(r.text)]
     benign_pool = [i for i, r in enumerate(rows)
@@ -122,7 +138,8 @@ def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -
     out, origin = [], []
     for i in chosen:
         r = rows[i]
-        out.append(Row(augmentation.make(r.text, rng), r.source, r.group, r.harmful, r.clarify, r.conflict, r.decision,
+        clarify = None if augmentation.name == "stated" else r.clarify
+        out.append(Row(augmentation.make(r.text, rng), r.source, r.group, r.harmful, clarify, r.conflict, r.decision,
                        {**r.meta, "augmented": augmentation.name}))
         origin.append(i)
     return out, origin
@@ -160,14 +177,39 @@ def clause_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
     return out, origin
 
 
-def training_copies(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
+# The harmless questions about harmful acts (agent/training/contrasts.py) are weighed as a source of their own:
+# under their originals' source they would be that source's whole harmless class, and outweigh it.
+CONTRAST_SOURCE = "harm_contrasts"
+
+
+def contrast_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
+    """One harmless question about the act of every harmful instruction (harmful 0, to be answered)."""
+    rng = np.random.default_rng(seed)
+    out, origin = [], []
+    for i, r in enumerate(rows):
+        options = contrasts(r.text, "train") if r.harmful == 1 else []
+        if options:
+            text = options[int(rng.integers(len(options)))]
+            out.append(Row(rephrase.typed(text) if rng.random() < rephrase.TYPED_SHARE else text, CONTRAST_SOURCE,
+                           r.group, harmful=0, decision="answer", meta={**r.meta, "augmented": "contrast", "of": r.source}))
+            origin.append(i)
+    return out, origin
+
+
+def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = False) -> tuple[list[Row], list[int]]:
     """The training-only copies of ``rows``: wrapped in the `train` jailbreak wrappers, instructions asked
     as questions (agent/training/rephrase.py), and clauses of harmless requests; each copy keeps its
-    original's group (and its labels, but for a clause's, which is only harmless)."""
+    original's group (and its labels, but for a clause's, which is only harmless). ``with_contrasts`` adds
+    harmless questions about the harmful instructions' acts (agent/training/contrasts.py): measured on
+    held-out folds 0 and 1, they moved no real look-alike set beyond noise, so the shipped judge has none
+    (agent/models/JUDGE_MODEL.md)."""
     wrapped, wrapped_origin = augmented_rows(rows, wrapping(load_wrappers()["train"]), seed)
     rephrased, rephrased_origin = augmented_rows(rows, rephrasing("train"), seed + 1)
     clauses, clause_origin = clause_rows(rows, seed + 2)
-    return wrapped + rephrased + clauses, wrapped_origin + rephrased_origin + clause_origin
+    stated, stated_origin = augmented_rows(rows, stating(), seed + 4)
+    framed, framed_origin = contrast_rows(rows, seed + 3) if with_contrasts else ([], [])
+    return (wrapped + rephrased + clauses + stated + framed,
+            wrapped_origin + rephrased_origin + clause_origin + stated_origin + framed_origin)
 
 
 # AmbigNQ's ambiguity (a factoid question with several answers in Wikipedia) is evaluated, never trained
@@ -350,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="measure only; write no artefacts")
     parser.add_argument("--encoder", choices=("frozen", "tuned"), default="frozen",
                         help="the packaged MiniLM, or MiniLM with the fine-tuned top layers of agent/models/judge_layers.pt")
+    parser.add_argument("--contrasts", action="store_true",
+                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; not shipped)")
     parser.add_argument("--quick", action="store_true", help="cross-validate and write the heads only (no decision, "
                         "wrapper or leave-one-source-out measurements, no report)")
     args = parser.parse_args(argv)
@@ -366,7 +410,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder: Any = packaged if args.encoder == "frozen" else TunedView(packaged)
     x_orig = x_packaged if args.encoder == "frozen" else embed_texts([r.text for r in rows], encoder, label="judge rows")
     wrappers = load_wrappers()
-    extra, origin = training_copies(rows, args.seed)
+    extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
     x_extra = embed_texts([r.text for r in extra], encoder, label="judge wrapped rows")
     table = Table(
         rows=rows + extra,
@@ -375,14 +419,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         origin=np.array(list(range(len(rows))) + origin),
         lookalike_weight=args.lookalike_weight,
     )
-    kinds = {kind: sum(r.meta["augmented"] == kind for r in extra) for kind in ("wrapped", "rephrased", "clause")}
-    log(f"{kinds['wrapped']} wrapped, {kinds['rephrased']} rephrased and {kinds['clause']} clause copies for training; "
+    kinds = {kind: sum(r.meta["augmented"] == kind for r in extra) for kind in ("wrapped", "rephrased", "stated", "clause", "contrast")}
+    log(f"{kinds['wrapped']} wrapped, {kinds['rephrased']} rephrased, {kinds['stated']} stated, {kinds['clause']} clause and "
+        f"{kinds['contrast']} contrast copies for training; "
         f"{len({r.group for r in rows})} groups")
 
     oof, fold_heads = cross_validate(table, args.seed)
     report: dict[str, Any] = {"rows": len(rows), "wrapped_training_copies": kinds["wrapped"],
-                              "rephrased_training_copies": kinds["rephrased"],
-                              "clause_training_rows": kinds["clause"], "cv": {}, "calibration": {}}
+                              "rephrased_training_copies": kinds["rephrased"], "stated_training_copies": kinds["stated"],
+                              "clause_training_rows": kinds["clause"], "contrast_training_rows": kinds["contrast"], "cv": {}, "calibration": {}}
     calibration: dict[str, tuple[float, float]] = {}
     probs: dict[str, np.ndarray] = {}
     for task in TASKS:
