@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+import numpy as np
+
 # A how-to instruction: the ask after "how to" is what a person would ask "How do I ...?" about.
 # Only objects that keep the asker as the one who acts ("teach me", not "teach children") qualify:
 # "Teach children how to use firearms" is not "How do I use firearms?".
@@ -74,13 +76,22 @@ def _clean_end(text: str) -> str:
     return text.strip().rstrip(".!?;: ").strip()
 
 
+def _short_paragraph(text: str) -> str | None:
+    """``text`` stripped, when it is one short paragraph (the only requests whose form is a sentence's)."""
+    stripped = text.strip()
+    return stripped if stripped and len(stripped) <= _MAX_CHARS and "\n" not in stripped else None
+
+
 def is_instruction(text: str) -> bool:
     """An instruction-shaped request of one short paragraph (the rows these rewrites apply to)."""
-    stripped = text.strip()
-    if not stripped or len(stripped) > _MAX_CHARS or "\n" in stripped:
-        return False
-    first = re.sub(r"[^a-z]", "", stripped.split()[0].lower())
-    return first in _IMPERATIVE
+    stripped = _short_paragraph(text)
+    return stripped is not None and re.sub(r"[^a-z]", "", stripped.split()[0].lower()) in _IMPERATIVE
+
+
+def typed_choice(options: Sequence[str], rng: np.random.Generator) -> str:
+    """One of ``options`` at random, typed as people type (``typed``) ``TYPED_SHARE`` of the time."""
+    chosen = options[int(rng.integers(len(options)))]
+    return typed(chosen) if rng.random() < TYPED_SHARE else chosen
 
 
 def how_to_ask(text: str) -> str | None:
@@ -92,8 +103,8 @@ def how_to_ask(text: str) -> str | None:
 def asked_act(text: str) -> str | None:
     """The act of a how-to instruction or of a how-to question ("How can I kill time on a long flight?":
     "kill time on a long flight"), or None. Only what the asker would do themselves."""
-    stripped = text.strip()
-    if not stripped or len(stripped) > _MAX_CHARS or "\n" in stripped:
+    stripped = _short_paragraph(text)
+    if stripped is None:
         return None
     match = _HOW_QUESTION.match(_clean_end(stripped))
     if match:

@@ -93,6 +93,7 @@ class Augmentation:
     name: str
     applies: Callable[[str], bool]
     make: Callable[[str, np.random.Generator], str]
+    keeps_clarify: bool = True  # False: the copy's need for a question is unknown (its label is None)
 
 
 def wrapping(wrappers: Sequence[str]) -> Augmentation:
@@ -101,31 +102,26 @@ def wrapping(wrappers: Sequence[str]) -> Augmentation:
 
 
 def rephrasing(family: str = "train") -> Augmentation:
-    def make(text: str, rng: np.random.Generator) -> str:
-        options = rephrase.rewrites(text, family)
-        chosen = options[int(rng.integers(len(options)))]
-        return rephrase.typed(chosen) if rng.random() < rephrase.TYPED_SHARE else chosen
-
-    return Augmentation("rephrased", rephrase.is_instruction, make)
+    return Augmentation("rephrased", rephrase.is_instruction,
+                        lambda text, rng: rephrase.typed_choice(rephrase.rewrites(text, family), rng))
 
 
 def stating() -> Augmentation:
     """A how-to instruction or question said as what the person wants to do ("I need to pick a lock.",
-    "Help me kill time on a long flight."): CoCoNot's look-alike questions give the harmless side."""
-    def make(text: str, rng: np.random.Generator) -> str:
-        forms = rephrase.FORMS["stated"]["how_to"]
-        chosen = forms[int(rng.integers(len(forms)))].format(ask=rephrase.asked_act(text))
-        return rephrase.typed(chosen) if rng.random() < rephrase.TYPED_SHARE else chosen
+    "Help me kill time on a long flight."): CoCoNot's look-alike questions give the harmless side.
 
-    return Augmentation("stated", lambda text: rephrase.asked_act(text) is not None, make)
+    A statement copy's need for a question is unknown: "I need to plan a trip." is not the request
+    "How do I plan a trip?" rewritten, and IN3's vague tasks are often said so (v6's first fold run,
+    with the original's label copied, asked on 0.05 fewer of IN3's held-out vague tasks)."""
+    def make(text: str, rng: np.random.Generator) -> str:
+        act = rephrase.asked_act(text)
+        return rephrase.typed_choice([form.format(ask=act) for form in rephrase.FORMS["stated"]["how_to"]], rng)
+
+    return Augmentation("stated", lambda text: rephrase.asked_act(text) is not None, make, keeps_clarify=False)
 
 
 def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -> tuple[list[Row], list[int]]:
-    """Copies of every harmful row the augmentation applies to, and of as many benign ones.
-
-    A statement copy's need for a question is unknown: "I need to plan a trip." is not the request
-    "How do I plan a trip?" rewritten, and IN3's vague tasks are often said so (v7's first fold run,
-    with the original's label copied, asked on 0.05 fewer of IN3's held-out vague tasks)."""
+    """Copies of every harmful row the augmentation applies to, and of as many benign ones."""
     rng = np.random.default_rng(seed)
     harmful = [i for i, r in enumerate(rows) if r.harmful == 1 and augmentation.applies(r.text)]
     benign_pool = [i for i, r in enumerate(rows)
@@ -138,7 +134,7 @@ def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -
     out, origin = [], []
     for i in chosen:
         r = rows[i]
-        clarify = None if augmentation.name == "stated" else r.clarify
+        clarify = r.clarify if augmentation.keeps_clarify else None
         out.append(Row(augmentation.make(r.text, rng), r.source, r.group, r.harmful, clarify, r.conflict, r.decision,
                        {**r.meta, "augmented": augmentation.name}))
         origin.append(i)
@@ -189,9 +185,8 @@ def contrast_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]
     for i, r in enumerate(rows):
         options = contrasts(r.text, "train") if r.harmful == 1 else []
         if options:
-            text = options[int(rng.integers(len(options)))]
-            out.append(Row(rephrase.typed(text) if rng.random() < rephrase.TYPED_SHARE else text, CONTRAST_SOURCE,
-                           r.group, harmful=0, decision="answer", meta={**r.meta, "augmented": "contrast", "of": r.source}))
+            out.append(Row(rephrase.typed_choice(options, rng), CONTRAST_SOURCE, r.group, harmful=0, decision="answer",
+                           meta={**r.meta, "augmented": "contrast", "of": r.source}))
             origin.append(i)
     return out, origin
 
