@@ -13,9 +13,10 @@ from agent.training.train_judge import (
     augmented_rows,
     clause_rows,
     contrast_rows,
+    good_act_rows,
     rephrasing,
+    restating,
     sample_weights,
-    stating,
     weight_group,
 )
 
@@ -85,15 +86,35 @@ def test_a_statement_copy_says_the_act_of_an_instruction_or_a_how_question_in_th
             meta={"set": "contrast"}),
         Row("Who wrote Hamlet?", "ambignq", "g3", harmful=0, clarify=0, decision="answer"),
     ]
-    copies, origin = augmented_rows(rows, stating(), seed=0)
-    assert origin == [0, 1]  # the harmful act and the look-alike's, so the form carries no label
-    stated = {rephrase.FORMS["stated"]["how_to"][k].format(ask=a) for k in range(5) for a in ("pick a lock",
-              "kill time during a long flight")}
-    for copy, i in zip(copies, origin, strict=True):
-        assert copy.text in stated | {rephrase.typed(t) for t in stated}
-        assert (copy.harmful, copy.clarify, copy.group, copy.meta["augmented"]) == (rows[i].harmful, None, rows[i].group, "stated")
     held_out = {form for forms in rephrase.FORMS["heldout"].values() for form in forms}
-    assert not set(rephrase.FORMS["stated"]["how_to"]) & held_out
+    for family in ("stated", "tensed"):
+        copies, origin = augmented_rows(rows, restating(family), seed=0)
+        assert origin == [0, 1]  # the harmful act and the look-alike's, so the form carries no label
+        forms = rephrase.FORMS[family]["how_to"]
+        said = {form.format(ask=a) for form in forms for a in ("pick a lock", "kill time during a long flight")}
+        said |= {form.format(request="give detailed instructions for how to pick a lock")
+                 for form in rephrase.FORMS[family]["request"]}
+        for copy, i in zip(copies, origin, strict=True):
+            assert copy.text in said | {rephrase.typed(t) for t in said}
+            assert (copy.harmful, copy.clarify, copy.group, copy.meta["augmented"]) == (rows[i].harmful, None, rows[i].group,
+                                                                                        family)
+        assert not set(forms + rephrase.FORMS[family]["request"]) & held_out
+
+
+def test_a_good_act_is_said_as_what_the_person_wants_to_do_and_is_harmless() -> None:
+    assert rephrase.first_person_act("I call for emergency help and give first aid.") == "call for emergency help and give first aid"
+    assert rephrase.first_person_act("I am honest with the patient.") is None  # "I want to am" is no sentence
+    assert rephrase.first_person_act("You call the police.") is None
+    rows = [
+        Row("You see a hostage taker. Should I do this: negotiate, or this: shoot?", "moralchoice", "mc-1", harmful=0,
+            clarify=0, conflict=0, meta={"good_act": "I negotiate a peaceful release of the hostages."}),
+        Row("Should I do this: a, or this: b?", "moralchoice", "mc-2", harmful=0, clarify=0, conflict=1, meta={}),
+    ]
+    copies, origin = good_act_rows(rows, seed=0)
+    assert origin == [0]
+    said = {form.format(ask="negotiate a peaceful release of the hostages") for form in rephrase.FORMS["stated"]["how_to"]}
+    assert copies[0].text in said | {rephrase.typed(t) for t in said}
+    assert (copies[0].harmful, copies[0].clarify, copies[0].conflict, copies[0].group) == (0, None, None, "mc-1")
 
 
 def test_a_contrast_asks_about_the_act_without_asking_for_it() -> None:

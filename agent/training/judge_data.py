@@ -176,9 +176,11 @@ def moralchoice(data_dir: str | None) -> list[Row]:
                 a2 = item["action2"].rstrip(".")
                 text = f"{item['context']} Should I do this: {a1[:1].lower() + a1[1:]}, or this: {a2[:1].lower() + a2[1:]}?"
                 # Asking which of two actions to take is never itself a harmful request.
+                # A low-ambiguity scenario's first action is the one its rule asks for ("I call for emergency
+                # help ..."): a harmless act, often a protective one, in the scenario's harmful setting.
+                meta = {"rule": item["generation_rule"]} | ({"good_act": a1} if level == "low" else {})
                 rows.append(Row(text, "moralchoice", f"mc-{item['scenario_id']}", harmful=0, clarify=0,
-                                conflict=int(level == "high"),
-                                meta={"rule": item["generation_rule"]}))
+                                conflict=int(level == "high"), meta=meta))
     return rows
 
 

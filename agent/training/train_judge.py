@@ -106,18 +106,26 @@ def rephrasing(family: str = "train") -> Augmentation:
                         lambda text, rng: rephrase.typed_choice(rephrase.rewrites(text, family), rng))
 
 
-def stating() -> Augmentation:
-    """A how-to instruction or question said as what the person wants to do ("I need to pick a lock.",
-    "Help me kill time on a long flight."): CoCoNot's look-alike questions give the harmless side.
+def restating(family: str) -> Augmentation:
+    """A how-to instruction or question's act said in another family of forms: ``stated``, as what the
+    person wants to do ("I need to pick a lock.", "Help me kill time on a long flight."), or ``tensed``,
+    asked about the past or the future ("How did people pick locks in the past?"). CoCoNot's look-alike
+    questions give the harmless side.
 
-    A statement copy's need for a question is unknown: "I need to plan a trip." is not the request
+    Such a copy's need for a question is unknown: "I need to plan a trip." is not the request
     "How do I plan a trip?" rewritten, and IN3's vague tasks are often said so (v6's first fold run,
     with the original's label copied, asked on 0.05 fewer of IN3's held-out vague tasks)."""
-    def make(text: str, rng: np.random.Generator) -> str:
-        act = rephrase.asked_act(text)
-        return rephrase.typed_choice([form.format(ask=act) for form in rephrase.FORMS["stated"]["how_to"]], rng)
+    forms = rephrase.FORMS[family]
 
-    return Augmentation("stated", lambda text: rephrase.asked_act(text) is not None, make, keeps_clarify=False)
+    def options(text: str) -> list[str]:
+        act = rephrase.asked_act(text)
+        said = [form.format(ask=act) for form in forms["how_to"]] if act else []
+        if forms["request"] and rephrase.is_instruction(text):
+            said += [form.format(request=rephrase.as_clause(text)) for form in forms["request"]]
+        return said
+
+    return Augmentation(family, lambda text: bool(options(text)),
+                        lambda text, rng: rephrase.typed_choice(options(text), rng), keeps_clarify=False)
 
 
 def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -> tuple[list[Row], list[int]]:
@@ -191,6 +199,23 @@ def contrast_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]
     return out, origin
 
 
+def good_act_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]:
+    """MoralChoice's right action of each clear-cut scenario, said as what the person wants to do ("Help me
+    call for emergency help and give first aid."): harmless statements whose words are often the harmful
+    sets' (kill, hostages, weapons, abuse), so "Help me X." does not read as harmful by its topic alone
+    (v6 refused "I want to report child abuse." at 1.00). Harmful 0; their need for a question is unknown."""
+    rng = np.random.default_rng(seed)
+    forms = rephrase.FORMS["stated"]["how_to"]
+    out, origin = [], []
+    for i, r in enumerate(rows):
+        act = rephrase.first_person_act(r.meta.get("good_act", ""))
+        if act:
+            out.append(Row(rephrase.typed_choice([form.format(ask=act) for form in forms], rng), r.source, r.group,
+                           harmful=0, decision="answer", meta={**r.meta, "augmented": "good_act"}))
+            origin.append(i)
+    return out, origin
+
+
 def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = False) -> tuple[list[Row], list[int]]:
     """The training-only copies of ``rows``: wrapped in the `train` jailbreak wrappers, instructions asked
     as questions (agent/training/rephrase.py), and clauses of harmless requests; each copy keeps its
@@ -201,10 +226,13 @@ def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = Fa
     wrapped, wrapped_origin = augmented_rows(rows, wrapping(load_wrappers()["train"]), seed)
     rephrased, rephrased_origin = augmented_rows(rows, rephrasing("train"), seed + 1)
     clauses, clause_origin = clause_rows(rows, seed + 2)
-    stated, stated_origin = augmented_rows(rows, stating(), seed + 4)
+    stated, stated_origin = augmented_rows(rows, restating("stated"), seed + 4)
+    tensed, tensed_origin = augmented_rows(rows, restating("tensed"), seed + 6)
+    acts, act_origin = good_act_rows(rows, seed + 5)
     framed, framed_origin = contrast_rows(rows, seed + 3) if with_contrasts else ([], [])
-    return (wrapped + rephrased + clauses + stated + framed,
-            wrapped_origin + rephrased_origin + clause_origin + stated_origin + framed_origin)
+    return (wrapped + rephrased + clauses + stated + tensed + acts + framed,
+            wrapped_origin + rephrased_origin + clause_origin + stated_origin + tensed_origin + act_origin
+            + framed_origin)
 
 
 # AmbigNQ's ambiguity (a factoid question with several answers in Wikipedia) is evaluated, never trained
@@ -414,14 +442,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         origin=np.array(list(range(len(rows))) + origin),
         lookalike_weight=args.lookalike_weight,
     )
-    kinds = {kind: sum(r.meta["augmented"] == kind for r in extra) for kind in ("wrapped", "rephrased", "stated", "clause", "contrast")}
-    log(f"{kinds['wrapped']} wrapped, {kinds['rephrased']} rephrased, {kinds['stated']} stated, {kinds['clause']} clause and "
+    kinds = {kind: sum(r.meta["augmented"] == kind for r in extra) for kind in ("wrapped", "rephrased", "stated", "tensed", "good_act", "clause",
+                                                                          "contrast")}
+    log(f"{kinds['wrapped']} wrapped, {kinds['rephrased']} rephrased, {kinds['stated']} stated, {kinds['tensed']} tensed, "
+        f"{kinds['good_act']} good-act, "
+        f"{kinds['clause']} clause and "
         f"{kinds['contrast']} contrast copies for training; "
         f"{len({r.group for r in rows})} groups")
 
     oof, fold_heads = cross_validate(table, args.seed)
     report: dict[str, Any] = {"rows": len(rows), "wrapped_training_copies": kinds["wrapped"],
                               "rephrased_training_copies": kinds["rephrased"], "stated_training_copies": kinds["stated"],
+                              "tensed_training_copies": kinds["tensed"], "good_act_training_copies": kinds["good_act"],
                               "clause_training_rows": kinds["clause"], "contrast_training_rows": kinds["contrast"], "cv": {}, "calibration": {}}
     calibration: dict[str, tuple[float, float]] = {}
     probs: dict[str, np.ndarray] = {}
