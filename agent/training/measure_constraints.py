@@ -33,6 +33,7 @@ from agent.clarification_need import load_clariq_topics
 from agent.constraints import ConstraintBook, ScoringSpec
 from agent.encoder import EMBEDDING_DIM, load_encoder
 from agent.metrics import DetectionScores, detection_scores
+from agent.training.finetune_judge import read_heldout_rows
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CASES = PROJECT_ROOT / "tests" / "data" / "constraint_cases.jsonl"
@@ -317,8 +318,7 @@ def exemplars_over_judge(book: ConstraintBook, path: Path, choose_on: Sequence[i
     from agent.constraints import request_clauses
     from agent.training.text_cache import embed_texts
 
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    rows = [with_shipped_clause_rule(r) for r in rows]
+    rows = [with_shipped_clause_rule(r) for r in read_heldout_rows(path)]
     encoder = load_encoder()
     vectors = embed_texts([r["text"] for r in rows], encoder, label="held-out rows")
     clause_lists = [request_clauses(r["text"]) for r in rows]

@@ -36,12 +36,13 @@ from typing import Any
 import numpy as np
 
 from agent.judge import DECISION_COSTS, ClauseRule, decide_from_probabilities, decision_thresholds
+from agent.training.finetune_judge import read_heldout_rows
 
 RULES = ("max", "message", "fitted")
 
 
 def load_rows(path: Path) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = read_heldout_rows(path)
     missing = [r for r in rows if "p_harmful_message" not in r]
     if missing:
         raise SystemExit(f"{path}: rows without p_harmful_message (written by an older finetune_judge); run it again")
