@@ -83,3 +83,28 @@ def packaged_model(name: str | None) -> Any:
 
     registry = load_registry()
     return registry.get(name or registry.default)
+
+
+def judge_decisions(folder: Path, texts: list[str], *, clause_max: bool = False) -> list[str]:
+    """The decision a trained judge in ``folder`` (``judge_layers.pt``, ``judge_heads.npz``) makes on each
+    text as the graph does: message and clauses, agent/data/policy.json's costs and clause rule
+    (``clause_max``: the highest of message and clauses, as v4 and earlier shipped)."""
+    from agent.constraints import request_clauses
+    from agent.encoder import load_encoder
+    from agent.judge import Judge, JudgeHeads, shipped_clause_rule
+    from agent.judge_encoder import JudgeEncoder
+    from agent.policy_config import shipped_policy
+
+    clause_lists = [request_clauses(t) for t in texts]
+    flat = [c for clauses in clause_lists for c in clauses]
+    judge_encoder = JudgeEncoder.from_files(load_encoder().sentence_model, folder / "judge_layers.pt")
+    judge = Judge(JudgeHeads.load(folder / "judge_heads.npz"), shipped_policy().judge.model_dump(),
+                  None if clause_max else shipped_clause_rule())
+    _, tuned = judge_encoder.encode_pair(texts)
+    clause_tuned = judge_encoder.encode_pair(flat)[1] if flat else tuned[:0]
+    decisions, start = [], 0
+    for vector, clauses in zip(tuned, clause_lists, strict=True):
+        own = clause_tuned[start : start + len(clauses)] if clauses else None
+        start += len(clauses)
+        decisions.append(judge.verdict(vector, own).decision)
+    return decisions

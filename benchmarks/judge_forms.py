@@ -33,10 +33,9 @@ def main() -> None:
                              "instead of agent/data/policy.json's clause rule")
     args = parser.parse_args()
 
-    from agent.constraints import request_clauses
-    from agent.encoder import load_encoder
-    from agent.judge import DECISION_COSTS, Judge, JudgeHeads, shipped_clause_rule
-    from agent.judge_encoder import JudgeEncoder
+    from _common import judge_decisions
+
+    from agent.judge import DECISION_COSTS
     from agent.policy_config import shipped_policy
     from agent.training.contrasts import contrasts
     from agent.training.finetune_judge import WRAPPED_SOURCES
@@ -50,25 +49,14 @@ def main() -> None:
     # A harmless question about a harmful request's act, in the frames nobody trains on, is to be answered.
     items += [(r["source"], "answer", "contrast", t) for r in rows if r["truth"] == "refuse" for t in contrasts(r["text"], "heldout")]
     texts = [item[3] for item in items]
-    clause_lists = [request_clauses(t) for t in texts]
-    flat = [c for clauses in clause_lists for c in clauses]
-    encoder = load_encoder()
     policy = shipped_policy().judge.model_dump()
-    clause_rule = shipped_clause_rule()
     report: dict[str, object] = {"texts": len(rows), "items": len(items)}
     for spec in args.judge:
         name, _, folder = spec.partition("=")
-        judge_encoder = JudgeEncoder.from_files(encoder.sentence_model, Path(folder) / "judge_layers.pt")
-        judge = Judge(JudgeHeads.load(Path(folder) / "judge_heads.npz"), policy,
-                      None if name in args.clause_max else clause_rule)
-        _, tuned = judge_encoder.encode_pair(texts)
-        _, clause_tuned = judge_encoder.encode_pair(flat)
         counts: dict[tuple[str, str, str], collections.Counter[str]] = collections.defaultdict(collections.Counter)
-        start = 0
-        for item, vector, clauses in zip(items, tuned, clause_lists, strict=True):
-            own = clause_tuned[start : start + len(clauses)] if clauses else None
-            start += len(clauses)
-            counts[item[:3]][judge.verdict(vector, own).decision] += 1
+        for item, decision in zip(items, judge_decisions(Path(folder), texts, clause_max=name in args.clause_max),
+                                  strict=True):
+            counts[item[:3]][decision] += 1
         costs = policy.get("costs", DECISION_COSTS)
         cells = {}
         for key in sorted(counts):
