@@ -19,7 +19,9 @@ from prompts import data_block, load_prompt, load_prompt_data, message, render
 # Sentences that talk about the conversation's roles instead of to the person ("The user should
 # ...", "As an AI assistant ..."): the embedded 135M model writes them from its training, and they
 # read as if the reply were about someone else. They are dropped from the model's wording.
-_ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?model|ai assistant)\b", re.IGNORECASE)
+# "The decided answer is that ...": the 1.5B model retold the prompt's own block name in 3 of 4 diary replies.
+_ROLE_TALK = re.compile(r"\b(the user|the assistant|as an ai|ai (language )?model|ai assistant|decided answer)\b",
+                        re.IGNORECASE)
 # An answer that lays out the perspectives takes no side: the model's own verdict ("In my opinion,
 # euthanasia is justifiable") would contradict the plan it was given.
 _OWN_OPINION = re.compile(

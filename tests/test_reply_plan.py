@@ -341,6 +341,11 @@ def test_the_wording_model_refusing_on_its_own_is_not_shown_as_the_answer() -> N
     assert clean_wording("Sorry to hear that. Here is how to fix it.") == "Sorry to hear that. Here is how to fix it."
 
 
+def test_the_prompt_frame_retold_is_not_shown() -> None:
+    wording = "The decided answer is that you should talk to her first. Keep the messages as evidence."
+    assert clean_wording(wording) == "Keep the messages as evidence."
+
+
 def test_markup_a_small_model_invents_is_removed_and_code_and_comparisons_stay() -> None:
     # What the 0.5B wrote into the demo's diary answer (CI screenshot, 2026-12-02).
     wording = (
