@@ -51,3 +51,14 @@ def test_it_refuses_to_report_on_the_fold_it_fitted_or_read_old_rows(tmp_path: P
         tune_clause_harm.main(["--rows", str(path), "--fit-fold", "0", "--report-fold", "0"])
     with pytest.raises(SystemExit, match="older finetune_judge"):
         tune_clause_harm.main(["--rows", str(path)])
+
+
+def test_the_tuners_read_neither_the_outside_rewordings_nor_the_contrast_questions(tmp_path: Path) -> None:
+    from agent.training.finetune_judge import read_heldout_rows
+
+    forms = [None, "wrapped", "rephrased", "past", "future", "contrast"]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps({"source": "jbb_harmful", "truth": "refuse", "fold": 0}
+                                       | ({"form": form} if form else {})) + "\n" for form in forms), encoding="utf-8")
+    assert [r.get("form") for r in read_heldout_rows(path)] == [None, "wrapped", "rephrased"]
+    assert [r.get("form") for r in read_heldout_rows(path, with_outside=True)] == forms

