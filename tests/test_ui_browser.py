@@ -140,9 +140,19 @@ def wait_for_turn(tab: Any, turn_before: int) -> str:
     return str(tab.get_attribute("#trace-summary [data-turn]", "data-decision"))
 
 
+def type_message(tab: Any, text: str) -> None:
+    """Fill the message box, again if a pending update (New conversation clears the box) emptied it after."""
+    for _ in range(3):
+        tab.fill("#message textarea", text)
+        tab.wait_for_timeout(300)
+        if tab.input_value("#message textarea") == text:
+            return
+    raise AssertionError(f"the message box did not keep {text[:40]!r}")
+
+
 def send(tab: Any, text: str) -> str:
     before = current_turn(tab)
-    tab.fill("#message textarea", text)
+    type_message(tab, text)
     tab.click("#send")
     return wait_for_turn(tab, before)
 
@@ -288,8 +298,7 @@ def test_browser_latency(page: Any) -> None:
     for message in (DIARY, EUTHANASIA, CAPITAL):
         for _ in range(3):
             new_conversation(page)
-            page.fill("#message textarea", message)
-            page.wait_for_function("(text) => document.querySelector('#message textarea').value === text", arg=message)
+            type_message(page, message)
             result = page.evaluate(MEASURE_TURN_JS, TURN_TIMEOUT_MS)
             runs.append(
                 {"message": message, **{k: round(v, 1) if isinstance(v, float) else v for k, v in result.items()}}
