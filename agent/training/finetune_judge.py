@@ -189,7 +189,7 @@ class HeldOutForms:
     agent/training/contrasts.py's held-out frames (``"contrast"``, to be answered)."""
 
     owner: list[int]  # row index of the request each text carries
-    forms: list[str]  # "wrapped", "rephrased", "contrast", or an outside rewording's tense ("past", "future")
+    forms: list[str]  # "wrapped", "rephrased", "contrast", "contrast_ask", or an outside tense ("past", "future")
     texts: list[str]
     embeddings: np.ndarray
     clauses: HeldOutClauses  # owner: index into ``texts``
@@ -422,14 +422,15 @@ def held_out_forms(layers: Any, pre: Precomputed, table: Table, test: np.ndarray
             owner.append(i)
             forms.append("rephrased")
             texts.append(asked)
+    questions_about = {i: contrasts(table.rows[i].text, "heldout") for i in measured}
     for i in measured:
         if table.rows[i].decision == "refuse":
-            for question in contrasts(table.rows[i].text, "heldout"):
+            for question in questions_about[i]:
                 owner.append(i)
                 forms.append(CONTRAST_FORM)
                 texts.append(question)
     for i in measured:
-        questions = contrasts(table.rows[i].text, "heldout")
+        questions = questions_about[i]
         if questions:  # the request itself behind a question about its act: the request's own label
             owner.append(i)
             forms.append(CONTRAST_ASK_FORM)
