@@ -14,7 +14,7 @@ from string import Template
 from typing import Any
 
 from agent.reply_plan import Fact, Perspective, ReplyPlan, ShownReason, Verdict, View
-from prompts import data_block, load_prompt, load_prompt_data, message, render
+from prompts import data_block, load_prompt, load_prompt_data, message, render, strip_echoed_markup
 
 # Sentences that talk about the conversation's roles instead of to the person ("The user should
 # ...", "As an AI assistant ..."): the embedded 135M model writes them from its training, and they
@@ -259,7 +259,64 @@ def whole_sentences(text: str) -> str:
     cut = max(body.rfind(mark) for mark in (". ", "! ", "? "))
     if cut > 0:
         return (head + "\n" if head else "") + marker + body[: cut + 1]
-    return head.rstrip() if head.strip() else text
+    return _without_trailing_headers(head.rstrip()) if head.strip() else text
+
+
+def _without_trailing_headers(text: str) -> str:
+    """Drop lead-in lines left last once the cut-off text after them went ("The steps involved are:",
+    "**Plot:**"): the embedded model's vaccine answer ended on such a line, announcing steps it never gave."""
+    lines = text.splitlines()
+    while len(lines) > 1 and (not lines[-1].strip() or lines[-1].strip().strip("*_#` ").endswith(":")):
+        lines.pop()
+    return "\n".join(lines).rstrip()
+
+
+# A sentence's end inside a streamed answer: its mark, then white space (the next sentence has begun).
+_STREAMED_END = re.compile(r"[.!?](?=\s)")
+_LIST_NUMBER = re.compile(r"\s*\d{1,2}")
+
+
+def _last_sentence_end(text: str) -> int:
+    """Index of the last sentence mark that ends a sentence, or -1; a list number ("1.") is no end."""
+    for match in reversed(list(_STREAMED_END.finditer(text))):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        if not _LIST_NUMBER.fullmatch(text[line_start : match.start()]):
+            return match.start()
+    return -1
+
+
+class SentenceGate:
+    """Lets a streamed answer through a sentence at a time.
+
+    The stored reply drops a trailing half sentence (``whole_sentences``: the model hit its token
+    limit), so a stream that printed every token showed words the reply then lacked: the diary answer
+    ended "... the child may be in" in `edge-align ask`. Text up to the last sentence end of what has
+    arrived is safe to show, so a client never shows words it must unsee.
+    """
+
+    def __init__(self) -> None:
+        self.raw = ""
+        self.sent = ""
+
+    def feed(self, token: str) -> str:
+        """What of the stream is newly safe to show (empty until a sentence is complete)."""
+        self.raw += token
+        cleaned = strip_echoed_markup(self.raw)
+        cut = _last_sentence_end(cleaned)
+        if cut < 0:
+            return ""
+        ready = cleaned[: cut + 1]
+        if len(ready) <= len(self.sent) or not ready.startswith(self.sent):
+            return ""
+        new, self.sent = ready[len(self.sent) :], ready
+        return new
+
+    def finish(self, reply: str) -> str:
+        """The rest of the reply; if the model failed after sentences went out, the whole stored reply
+        (the note saying so) follows them."""
+        rest = reply[len(self.sent) :] if reply.startswith(self.sent) else "\n\n" + reply
+        self.sent += rest
+        return rest
 
 
 def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool = False) -> str:

@@ -377,7 +377,7 @@ def test_busy_thread_409_and_a_dropped_stream_keeps_the_turn() -> None:
 
 
 def test_sentence_gate_only_lets_whole_sentences_through() -> None:
-    from ui.openai_server import SentenceGate
+    from prompts.reply import SentenceGate
 
     gate = SentenceGate()
     pieces = [gate.feed(token) for token in ["Boil ", "water. ", "Add the ", "egg", " for 8 min", "utes. Then coo"]]

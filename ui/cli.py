@@ -55,27 +55,28 @@ def cmd_ask(args: argparse.Namespace) -> int:
 def _print_turn(agent: Any, message: str, thread_id: str, user_id: str | None) -> Any:
     """Run one turn, printing the answer's tokens as the model writes them; returns the TurnResult.
 
-    Streamed text is the model's part; what the graph adds after it (perspectives, assumptions) and
-    replies that are not generated (questions, refusals, endpoint failures) are printed whole.
+    Streamed text is the model's part, printed a whole sentence at a time (a half sentence at the
+    token limit is not in the reply, so it must not be on the screen); what the graph adds after it
+    (perspectives, assumptions) and replies that are not generated (questions, refusals, endpoint
+    failures) are printed whole.
     """
-    streamed = ""
+    from prompts.reply import SentenceGate, unshown_parts
+
+    gate = SentenceGate()
     result = None
     for kind, payload in agent.stream(message, thread_id, user_id=user_id):
         if kind == "token":
-            streamed += payload
-            print(payload, end="", flush=True)
+            print(gate.feed(payload), end="", flush=True)
         elif kind == "result":
             result = payload
     assert result is not None
-    if not streamed:
+    if not gate.sent:
         print(result.reply)
     else:
-        # The graph cleans the model's text (a cut-off last sentence, echoes and talk about "the
-        # user" dropped) and adds parts of its own (the decided answer, perspectives, assumptions):
-        # print what the stream has not shown, without repeating what it has.
-        from prompts.reply import unshown_parts
-
-        rest = unshown_parts(streamed, result.reply)
+        # The graph cleans the model's text (echoes and talk about "the user" dropped) and adds parts
+        # of its own (the decided answer, perspectives, assumptions): print what the stream has not
+        # shown, without repeating what it has.
+        rest = unshown_parts(gate.sent, result.reply)
         print("\n\n" + rest if rest else "")
     for option in (result.question or {}).get("options", []):
         print(f"  - {option}")

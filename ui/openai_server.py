@@ -76,7 +76,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from graphs.context import ConfigError, Context
 from graphs.nodes import check_message
 from graphs.runner import EdgeAlign, InvalidMessageError, TurnResult, new_thread_id
-from prompts import strip_echoed_markup
+from prompts.reply import SentenceGate
 from ui.openai_wire import (
     DECISION_HEADER,
     MODEL_ID,
@@ -102,7 +102,6 @@ log = logging.getLogger("edge_align.serve")
 
 API_KEY_ENV = "EDGE_ALIGN_API_KEY"
 READY_LINE = "Edge Align API ready"
-_SENTENCE_ENDS = (". ", "! ", "? ", ".\n", "!\n", "?\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,38 +216,6 @@ class RateLimiter:
 
 # --------------------------------------------------------------------------------------------
 # Turns
-
-
-class SentenceGate:
-    """Lets a streamed answer through a sentence at a time.
-
-    The stored reply is the model's text without echoed markup and without a trailing half sentence
-    (graphs.nodes.respond), plus lines that do not come from the model. Text up to the last sentence
-    end of what has arrived is the start of that reply, so a client never shows words it must unsee.
-    """
-
-    def __init__(self) -> None:
-        self.raw = ""
-        self.sent = ""
-
-    def feed(self, token: str) -> str:
-        self.raw += token
-        cleaned = strip_echoed_markup(self.raw)
-        cut = max(cleaned.rfind(mark) for mark in _SENTENCE_ENDS)
-        if cut <= 0:
-            return ""
-        ready = cleaned[: cut + 1]
-        if len(ready) <= len(self.sent) or not ready.startswith(self.sent):
-            return ""
-        new, self.sent = ready[len(self.sent) :], ready
-        return new
-
-    def finish(self, reply: str) -> str:
-        """The rest of the reply; if the model failed after sentences went out, the whole stored reply
-        (the note saying so) follows them."""
-        rest = reply[len(self.sent) :] if reply.startswith(self.sent) else "\n\n" + reply
-        self.sent += rest
-        return rest
 
 
 class TurnService:
@@ -623,7 +590,6 @@ __all__ = [
     "READY_LINE",
     "ApiError",
     "RateLimiter",
-    "SentenceGate",
     "ServeSettings",
     "TurnService",
     "create_app",
