@@ -43,6 +43,8 @@ class ShownReason(StrEnum):
 
     POLICY = "policy"  # the policy's sentence fits the state: shown as it is
     ANSWERED_STILL_SPLIT = "answered_still_split"  # the user answered, and the communities still differ
+    WORK_FIRST = "work_first"  # a piece of work was asked for: it is done, the views follow it
+    NO_VIEWS_SHOWN = "no_views_shown"  # the norms that differ are not close enough to show: answered directly
 
 
 @dataclass(frozen=True)
@@ -203,16 +205,39 @@ def verdict_for(perspective: Perspective | None, personal: bool) -> Verdict:
     return Verdict.ADVISE_AGAINST
 
 
-def shown_reason(policy: Mapping[str, Any], told: Sequence[Fact]) -> ShownReason:
-    """The policy's reason, unless the user's answers contradict it.
+def shown_reason(
+    policy: Mapping[str, Any], told: Sequence[Fact], *, style: str | None = None, work: bool = False
+) -> ShownReason:
+    """The policy's reason, unless the user's answers or the plan's own style contradict it.
 
     The policy calls a conflict irreducible when no *further* question would change the answer;
     its sentence says "no fact about you would settle it", which reads as false right after the
-    user gave a fact that did settle which norms apply.
+    user gave a fact that did settle which norms apply. A plan that left the survey of views for a
+    direct answer (``answer_style``) says why, instead of "I lay out their perspectives".
     """
+    if style is not None and style != policy.get("style"):
+        return ShownReason.WORK_FIRST if work else ShownReason.NO_VIEWS_SHOWN
     if told and policy.get("irreducible") and policy.get("style") == "pluralistic":
         return ShownReason.ANSWERED_STILL_SPLIT
     return ShownReason.POLICY
+
+
+def answer_style(policy_style: str, *, work: bool, views_shown: bool, value_conflict: bool) -> str:
+    """The style the model words the answer in: the policy's, unless it would survey views it cannot show.
+
+    The pluralistic plan asks the model to set out each side. With no community's view close enough to
+    show (the policy counts every norm past the store's relevance floor, which PerspectiveRule found
+    unrelated in 17 of 28 dev cases) and no value conflict in the request itself, the embedded model
+    invented the sides: "Explain how vaccines work to a 10-year-old." got "Others argue that vaccines
+    are not effective". A request for a piece of work wants the work ("Write a fictional story in
+    which the main character uses heroin." got reasons people use heroin, not a story); the
+    perspectives are still shown after it.
+    """
+    if policy_style != "pluralistic":
+        return policy_style
+    if work or (not views_shown and not value_conflict):
+        return "direct"
+    return policy_style
 
 
 _SLOT_ORDER = {slot.value: index for index, slot in enumerate(ContextSlot)}
@@ -238,19 +263,26 @@ def build_plan(
     plain_similarity: Mapping[str, float] | None = None,
     answer_now: bool = False,
     budget_spent: bool = False,
+    value_conflict: bool = False,
 ) -> ReplyPlan:
-    """The plan of one answer, from the state the decision left (norm dicts as the state keeps them)."""
+    """The plan of one answer, from the state the decision left (norm dicts as the state keeps them).
+
+    ``value_conflict``: the request's own values pull apart (agent.conflict), so a survey of views
+    stands even when no norm is close enough to show.
+    """
     evidence = [NormEvidence.from_dict(n) for n in norms]
     applies = [bool(n.get("applies")) for n in norms]
-    style = str(policy.get("style", "direct"))
-    followed = steer_community if style == "steered" else None
+    policy_style = str(policy.get("style", "direct"))
+    followed = steer_community if policy_style == "steered" else None
     shown = perspectives(evidence, applies, domains, rule, community=followed, plain_similarity=plain_similarity)
     # The verdict reads the closest situation across every applicable community, or only the
     # followed one in steerable mode.
     leading = shown[0] if shown else None
     personal = is_personal(request)
+    work = asks_for_work(request)
+    style = answer_style(policy_style, work=work, views_shown=bool(shown), value_conflict=value_conflict)
     # A verdict answers "should I?"; a request for a piece of work wants the work, whatever situation it mentions.
-    verdict = verdict_for(leading, personal and not asks_for_work(request))
+    verdict = verdict_for(leading, personal and not work)
     answered_slots = {str(c.get("about")) for c in clarifications}
     known = _facts(known_context)
     told = [f for f in known if f.slot in answered_slots]
@@ -292,9 +324,9 @@ def build_plan(
         safeguards=list(
             dict.fromkeys(s.strip() for s in [leading.safeguard if leading else "", *safeguards] if s and s.strip())
         ),
-        perspectives=shown if style in ("pluralistic", "steered") or verdict != Verdict.OPEN else [],
+        perspectives=shown if policy_style in ("pluralistic", "steered") or verdict != Verdict.OPEN else [],
         followed=followed,
-        reason=shown_reason(policy, told),
+        reason=shown_reason(policy, told, style=style, work=work),
         policy_reason=reason,
         answer_now=answer_now,
         budget_spent=budget_spent,

@@ -379,6 +379,7 @@ def reply_plan(state: State, ctx: Context) -> ReplyPlan:
         steer_community=ctx.steer_community if ctx.mode == Mode.STEERABLE else None,
         answer_now=state.get("answer_now", False),
         budget_spent=bool(clarifications) and len(clarifications) >= ctx.clarification_budget,
+        value_conflict=bool(state.get("conflict", {}).get("detected")),
     )
 
 

@@ -124,6 +124,31 @@ def test_once_the_user_answered_the_reason_never_says_no_fact_would_settle_it() 
     assert reason_text(unanswered) == IRREDUCIBLE["reason"]  # true before any answer: the policy's own
 
 
+OVERTON = {"style": "pluralistic", "reason": "Communities see this differently, so I lay out their perspectives rather than pick one."}
+
+
+def test_a_survey_of_views_with_no_view_close_enough_to_show_becomes_a_direct_answer() -> None:
+    # Demo: "Explain how vaccines work to a 10-year-old." was planned pluralistic on norms past the store's
+    # floor that the perspective rule does not show, and the model invented "others argue vaccines are not effective".
+    far = {DIARY_SAYS: 0.3, FICTION_SAYS: 0.2, "A parent reading a young child's messages": 0.2}
+    plan = diary_plan(request="Explain how vaccines work to a 10-year-old.", clarifications=[], policy=OVERTON,
+                      plain_similarity=far, known_context={})
+    assert plan.style == "direct" and plan.perspectives == []
+    assert plan.reason == ShownReason.NO_VIEWS_SHOWN and "answer directly" in reason_text(plan)
+    # A value conflict in the request itself still gets its sides set out, views shown or not.
+    conflicted = diary_plan(request="Is euthanasia ever justified?", clarifications=[], policy=OVERTON,
+                            plain_similarity=far, known_context={}, value_conflict=True)
+    assert conflicted.style == "pluralistic" and conflicted.reason == ShownReason.POLICY
+
+
+def test_a_request_for_a_piece_of_work_gets_the_work_with_the_views_after_it() -> None:
+    plan = diary_plan(request="Write a short story about a parent who reads their teenager's diary.",
+                      clarifications=[], policy=OVERTON, known_context={})
+    assert plan.style == "direct"  # the model writes the story
+    assert [p.says for p in plan.perspectives] == [DIARY_SAYS]  # the communities' views still follow it
+    assert plan.reason == ShownReason.WORK_FIRST and "piece of work" in reason_text(plan)
+
+
 def test_a_general_question_gets_no_verdict_no_assumptions_and_no_side_taken() -> None:
     plan = diary_plan(request="Is it okay for parents to read their teenager's diary?", clarifications=[])
     assert plan.verdict == Verdict.OPEN and direct_answer(plan) == ""
@@ -367,3 +392,8 @@ def test_a_reply_cut_at_the_token_limit_loses_only_its_half_line() -> None:
     assert whole_sentences("Call the police now. Then tell the sch") == "Call the police now."
     assert whole_sentences("Run this:\n```\nkill -9 1234\n```") == "Run this:\n```\nkill -9 1234\n```"
     assert whole_sentences("Only a half sentence") == "Only a half sentence"  # nothing whole to keep: kept
+    # A lead-in whose content was cut off goes with it (the vaccine answer ended "The steps involved are:").
+    vaccines = "Vaccines train the immune system.\n\nThe steps involved in getting vaccinated are:\n\n1. **Getting"
+    assert whole_sentences(vaccines) == "Vaccines train the immune system."
+    story = "**Title:** The Long Night\n- **Tommy**: a student.\n\n**Plot:**\nTommy woke up and"
+    assert whole_sentences(story) == "**Title:** The Long Night\n- **Tommy**: a student."
