@@ -359,7 +359,9 @@ def clean_wording(text: str, echoes: Sequence[str] = (), *, take_no_side: bool =
             lines.append(marker + " ".join(kept))
     if in_code:  # cut off inside a code block: close it, or the rest of the reply renders as code
         lines.append(_FENCE)
-    return "\n".join(_without_empty_code(lines)).strip()
+    # The sentence cap can end the wording on a lead-in whose content it cut ("Plot Summary:" after a
+    # story's title, setting and characters, read in the demo): it goes too.
+    return _without_trailing_headers("\n".join(_without_empty_code(lines)).strip())
 
 
 def _without_empty_code(lines: list[str]) -> list[str]:

@@ -397,3 +397,13 @@ def test_a_reply_cut_at_the_token_limit_loses_only_its_half_line() -> None:
     assert whole_sentences(vaccines) == "Vaccines train the immune system."
     story = "**Title:** The Long Night\n- **Tommy**: a student.\n\n**Plot:**\nTommy woke up and"
     assert whole_sentences(story) == "**Title:** The Long Night\n- **Tommy**: a student."
+
+
+def test_the_sentence_cap_never_ends_the_wording_on_a_lead_in() -> None:
+    # Read in the demo: title, setting and characters used the eight sentences, and "Plot Summary:" was left last.
+    lines = ["Title: The Dark Path.", "Setting: A small town.", "Characters:", "John is the main character.",
+             "Jane is his doctor.", "Tom is his friend.", "Ann is his sister.", "Plot Summary:",
+             "John finds a needle. He hides it."]
+    kept = clean_wording("\n".join(lines))
+    assert kept.splitlines()[-1] == "Ann is his sister."
+    assert "Plot Summary" not in kept and "needle" not in kept
