@@ -289,9 +289,9 @@ class SentenceGate:
     """Lets a streamed answer through a sentence at a time.
 
     The stored reply drops a trailing half sentence (``whole_sentences``: the model hit its token
-    limit), so a stream that printed every token showed words the reply then lacked: the diary answer
-    ended "... the child may be in" in `edge-align ask`. Text up to the last sentence end of what has
-    arrived is safe to show, so a client never shows words it must unsee.
+    limit), so a stream that printed every token (`edge-align ask` did) could show words the reply then
+    lacks. Text up to the last sentence end of what has arrived is safe to show, so a client never shows
+    words it must unsee.
     """
 
     def __init__(self) -> None:
