@@ -35,14 +35,10 @@ from agent.training.train_judge import (
     L2_C,
     TASKS,
     Table,
+    calibrated_out_of_fold,
     cross_validate,
-    labelled,
     leave_one_source_out,
     per_source,
-    platt,
-    sample_weights,
-    sigmoid,
-    trainable,
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -91,17 +87,8 @@ def inside_source(rows: Sequence[Row], x: np.ndarray, task: str, sources: Sequen
 def pooled(table: Table, seed: int) -> dict[str, Any]:
     """The judge's three heads as train_judge fits them, out of fold, calibrated, per source."""
     oof, _ = cross_validate(table, seed)
-    out: dict[str, Any] = {}
-    for task in TASKS:
-        lab = labelled(table.rows, task)
-        fit_on = trainable(table.rows, task)
-        y = np.array([int(r.label(task) or 0) for r in table.rows])
-        w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
-        a, b = platt(oof[task][fit_on], y[fit_on], w[fit_on])
-        p = np.zeros(len(table.rows))
-        p[lab] = sigmoid(a * oof[task][lab] + b)
-        out[task] = per_source(table, task, p)
-    return out
+    return {task: per_source(table, task, np.nan_to_num(calibrated_out_of_fold(table, oof[task], task)[0]))
+            for task in TASKS}
 
 
 def latency_ms(encoder: Any, repeats: int = 30) -> dict[str, float]:
@@ -129,8 +116,7 @@ def figure(report: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(report["encoders"])
-    inside = [(key, report["encoders"][names[0]]["inside_source"][key]) for key in report["encoders"][names[0]]["inside_source"]]
-    labels = [key for key, _ in inside]
+    labels = list(report["encoders"][names[0]]["inside_source"])
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2))
     width = 0.8 / len(names)
     for j, name in enumerate(names):

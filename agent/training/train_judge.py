@@ -371,6 +371,19 @@ def cross_validate(table: Table, seed: int) -> tuple[dict[str, np.ndarray], list
     return oof, fold_heads
 
 
+def calibrated_out_of_fold(table: Table, scores: np.ndarray, task: str) -> tuple[np.ndarray, tuple[float, float]]:
+    """Platt-calibrated out-of-fold probabilities of the original rows labelled for ``task`` (NaN elsewhere),
+    and the calibration, fitted on the rows the head trains on with their training weights."""
+    lab = labelled(table.rows, task) & ~table.augmented
+    fit_on = trainable(table.rows, task) & ~table.augmented
+    y = np.array([int(r.label(task) or 0) for r in table.rows])
+    w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
+    a, b = platt(scores[fit_on], y[fit_on], w[fit_on])
+    p = np.full(len(table.rows), np.nan)
+    p[lab] = sigmoid(a * scores[lab] + b)
+    return p, (a, b)
+
+
 def leave_one_source_out(table: Table, task: str) -> dict[str, dict[str, Any]]:
     sources = sorted({r.source for r, lab in zip(table.rows, labelled(table.rows, task), strict=True) if lab})
     out: dict[str, dict[str, Any]] = {}
@@ -472,14 +485,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     probs: dict[str, np.ndarray] = {}
     for task in TASKS:
         lab = labelled(table.rows, task) & ~table.augmented
-        fit_on = trainable(table.rows, task) & ~table.augmented
         y = np.array([int(r.label(task) or 0) for r in table.rows])
-        w = sample_weights(table.rows, task, fit_on, table.augmented, table.lookalike_weight)
-        a, b = platt(oof[task][fit_on], y[fit_on], w[fit_on])
-        calibration[task] = (a, b)
-        p = np.full(len(table.rows), np.nan)
-        p[lab] = sigmoid(a * oof[task][lab] + b)
-        probs[task] = p
+        probs[task], calibration[task] = calibrated_out_of_fold(table, oof[task], task)
+        a, b = calibration[task]
+        p = probs[task]
         report["cv"][task] = per_source(table, task, np.nan_to_num(p))
         report["calibration"][task] = {"platt": [round(a, 4), round(b, 4)],
                                        "ece_pooled": round(expected_calibration_error(y[lab], p[lab]), 4)}
