@@ -1,4 +1,8 @@
-"""Metrics for labelled evaluation, in one place so every report computes them the same way."""
+"""Metrics for labelled evaluation, in one place so every report computes them the same way.
+
+In numpy, not scikit-learn: importing sklearn.metrics cost every `edge-align eval` process 2.2 s
+(benchmarks/startup.py). tests/test_metrics.py checks each against scikit-learn's definition.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +20,44 @@ def auroc(labels: ArrayLike, scores: ArrayLike) -> float | None:
     y = np.asarray(labels, dtype=int)
     if len(set(y.tolist())) < 2:
         return None
-    from sklearn.metrics import roc_auc_score
+    # The Mann-Whitney statistic: the chance a positive outscores a negative, ties counted half.
+    ranks = _average_ranks(np.asarray(scores, dtype=float))
+    positives = y == 1
+    n_pos, n_neg = int(positives.sum()), int((~positives).sum())
+    return float((ranks[positives].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
-    return float(roc_auc_score(y, np.asarray(scores, dtype=float)))
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of their ranks."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    ends = np.r_[starts[1:], len(values)]
+    mean_rank = (starts + ends + 1) / 2.0  # ranks start..end-1 (0-based) -> mean of start+1..end
+    ranks = np.empty(len(values), dtype=float)
+    ranks[order] = np.repeat(mean_rank, ends - starts)
+    return ranks
+
+
+def confusion(truth: Sequence[Any], predicted: Sequence[Any], classes: Sequence[Any]) -> np.ndarray:
+    """Counts[i, j] of cases labelled classes[i] and predicted classes[j]; labels outside ``classes`` are left out."""
+    index = {c: i for i, c in enumerate(classes)}
+    counts = np.zeros((len(classes), len(classes)), dtype=np.int64)
+    for t, p in zip(truth, predicted, strict=True):
+        if t in index and p in index:
+            counts[index[t], index[p]] += 1
+    return counts
+
+
+def weighted_f1(truth: Sequence[Any], predicted: Sequence[Any], classes: Sequence[Any] | None = None) -> float:
+    """Per-class F1 weighted by each class's gold count (scikit-learn's average="weighted", zero_division=0)."""
+    t, p = np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object)
+    classes = sorted(set(t.tolist()) | set(p.tolist())) if classes is None else classes
+    gold = np.array([(t == c).sum() for c in classes], dtype=float)
+    said = np.array([(p == c).sum() for c in classes], dtype=float)
+    hits = np.array([((t == c) & (p == c)).sum() for c in classes], dtype=float)
+    f1 = np.divide(2 * hits, gold + said, out=np.zeros(len(classes)), where=gold + said > 0)
+    return float((f1 * gold).sum() / gold.sum()) if gold.sum() else 0.0
 
 
 def auroc_or_nan(labels: ArrayLike, scores: ArrayLike) -> float:
@@ -78,24 +117,20 @@ def detection_scores(
 
 
 def binary_metrics(labels: ArrayLike, predictions: ArrayLike, scores: ArrayLike) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, f1_score
-
     y = np.asarray(labels, dtype=int)
     p = np.asarray(predictions, dtype=int)
     return {
         "n": len(y),
         "auroc": auroc(y, scores),
-        "f1": float(f1_score(y, p, zero_division=0)),
-        "accuracy": float(accuracy_score(y, p)),
+        "f1": float(column_f1(y.reshape(-1, 1), p.reshape(-1, 1))[0]) if len(y) else 0.0,
+        "accuracy": float((y == p).mean()) if len(y) else 0.0,
         "positive_rate": float(y.mean()) if len(y) else None,
     }
 
 
 def multilabel_f1(truth: np.ndarray, predicted: np.ndarray, names: Sequence[str]) -> dict[str, Any]:
     """Macro-F1 over the columns (the ValueEval'23 metric) and F1 per column."""
-    from sklearn.metrics import f1_score
-
-    per = f1_score(truth, predicted, average=None, zero_division=0)
+    per = column_f1(np.asarray(truth).astype(np.int64), np.asarray(predicted).astype(np.int64))
     return {
         "n": int(truth.shape[0]),
         "macro_f1": float(np.mean(per)),
@@ -143,14 +178,12 @@ def split_half_macro_f1(probabilities: np.ndarray, labels: np.ndarray, grid: np.
 
 
 def multiclass_metrics(truth: Sequence[Any], predicted: Sequence[Any], classes: Sequence[Any]) -> dict[str, Any]:
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
-
     return {
         "n": len(truth),
-        "accuracy": float(accuracy_score(truth, predicted)),
-        "weighted_f1": float(f1_score(truth, predicted, labels=list(classes), average="weighted", zero_division=0)),
+        "accuracy": float(np.mean([t == p for t, p in zip(truth, predicted, strict=True)])) if len(truth) else 0.0,
+        "weighted_f1": weighted_f1(truth, predicted, list(classes)),
         "labels": [str(c) for c in classes],
-        "confusion": confusion_matrix(truth, predicted, labels=list(classes)).tolist(),
+        "confusion": confusion(truth, predicted, list(classes)).tolist(),
     }
 
 
