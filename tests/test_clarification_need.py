@@ -47,6 +47,8 @@ needs_ambignq = pytest.mark.skipif(not _has_data("ambignq"), reason="AmbigNQ dat
 class _MemoisingEncoder:
     """The real encoder, remembering whole batches: several tests embed the same held-out set."""
 
+    name = "all-MiniLM-L6-v2"  # the model it runs: embeddings cached for the model are its rows too
+
     def __init__(self) -> None:
         self._inner = load_encoder()
         self._seen: dict[tuple[str, ...], np.ndarray] = {}
@@ -56,6 +58,16 @@ class _MemoisingEncoder:
         if key not in self._seen:
             self._seen[key] = self._inner.encode(list(texts))
         return self._seen[key]
+
+
+class RefusingEncoder:
+    """Claims a model's name and fails loudly if asked to embed anything."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def encode(self, texts):
+        raise AssertionError(f"asked to embed {len(texts)} texts that should have come from the cache")
 
 
 @pytest.fixture(scope="module")
@@ -173,13 +185,11 @@ def test_question_bank_missing_data_raises_a_clear_error(tmp_path: Path) -> None
 
 @needs_clariq
 def test_question_bank_ranks_and_caches(bank: QuestionBank, encoder) -> None:
-    from agent.question_bank import BANK_FILE, DEFAULT_CACHE_DIR, _file_sha256
+    from agent.embedding_cache import FixedTextCache
 
-    sha = _file_sha256(dataset_dir("clariq") / BANK_FILE)
-    assert (DEFAULT_CACHE_DIR / f"question_bank_{sha[:32]}.npy").is_file(), "bank embeddings were not cached"
-    started = time.perf_counter()
-    again = QuestionBank.load(encoder=encoder)
-    assert time.perf_counter() - started < 5.0  # a second start-up reads the cache
+    assert FixedTextCache(encoder).path_for(bank.texts).is_file(), "bank embeddings were not cached"
+    # A second start-up reads the rows from disk: an encoder that refuses every call proves nothing is embedded again.
+    again = QuestionBank.load(encoder=RefusingEncoder(name=encoder.name))
     assert np.array_equal(again.embeddings, bank.embeddings)
     text = "Tell me about kiwi"  # a ClariQ dev topic
     ranked = bank.rank(text, encoder.encode([text])[0], k=30)

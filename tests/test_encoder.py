@@ -7,7 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import pytest
 
-from agent.encoder import EMBEDDING_DIM, MemoEncoder, use_serving_threads
+from agent.encoder import EMBEDDING_DIM, MemoEncoder
+from agent.onnx_encoder import encoder_threads
 
 
 class CountingEncoder:
@@ -44,16 +45,10 @@ def test_the_memo_starts_over_instead_of_growing_past_its_bound() -> None:
     assert inner.seen == ["a", "bb", "ccc", "a"]
 
 
-def test_serving_threads_default_to_one_and_reject_nonsense() -> None:
-    import torch
-
-    before = torch.get_num_threads()
-    try:
-        assert use_serving_threads({}) == 1 and torch.get_num_threads() == 1
-        assert use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "2"}) == 2
-        with pytest.raises(ValueError, match="whole number"):
-            use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "two"})
-        with pytest.raises(ValueError, match="at least 1"):
-            use_serving_threads({"EDGE_ALIGN_TORCH_THREADS": "0"})
-    finally:
-        torch.set_num_threads(before)
+def test_encoder_threads_default_to_one_and_reject_nonsense() -> None:
+    assert encoder_threads({}) == 1
+    assert encoder_threads({"EDGE_ALIGN_ENCODER_THREADS": "2"}) == 2
+    with pytest.raises(ValueError, match="whole number"):
+        encoder_threads({"EDGE_ALIGN_ENCODER_THREADS": "two"})
+    with pytest.raises(ValueError, match="at least 1"):
+        encoder_threads({"EDGE_ALIGN_ENCODER_THREADS": "0"})

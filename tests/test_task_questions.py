@@ -108,7 +108,10 @@ def test_a_vague_laptop_request_gets_in3s_laptop_question(tmp_path: Path) -> Non
 
     encoder = load_encoder()
     lookup = TaskQuestions.load(encoder=encoder, cache_dir=tmp_path)
-    assert any(tmp_path.glob("in3_tasks_*.npy")), "task embeddings were not cached"
+    from agent.embedding_cache import FixedTextCache
+
+    cached = FixedTextCache(encoder, tmp_path).path_for([task.text for task in lookup.tasks])
+    assert cached.is_file(), "task embeddings were not cached"
     request = "Can you recommend a good laptop for me?"
     found = lookup.nearest(encoder.encode([request])[0], request)
     # The nearest task ("I need a new laptop for graphic design work...") asks about "your new laptop",
