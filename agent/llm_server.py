@@ -39,6 +39,10 @@ ENV_BATCH = "EDGE_ALIGN_LLM_BATCH"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[1])
 
 
+class ServerStoppedError(EmbeddedServerError):
+    """stop() ran while the server was starting: the process is ending (a turn that needed no answer)."""
+
+
 def _free_loopback_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -312,10 +316,13 @@ class EmbeddedLlamaServer:
 
     def _wait_ready(self, started: float) -> bool:
         """True once /v1/models answers; False if the process exited; raises on timeout."""
-        assert self._process is not None and self.log_path is not None
+        assert self.log_path is not None
         last_shown = -1
         while True:
-            if self._process.poll() is not None:
+            process = self._process  # stop() on another thread (the process exiting) clears it
+            if process is None:
+                raise ServerStoppedError("The embedded language model was stopped while starting.")
+            if process.poll() is not None:
                 return False
             models = self._fetch_models()
             if models is not None:
@@ -402,6 +409,7 @@ def shared_server_if_started() -> EmbeddedLlamaServer | None:
 
 __all__ = [
     "EmbeddedLlamaServer",
+    "ServerStoppedError",
     "default_llm_threads",
     "embedded_server",
     "prompt_cache_bytes",

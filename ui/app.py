@@ -551,8 +551,13 @@ def _auth() -> tuple[str, str] | None:
     return (user, password) if user and password else None
 
 
-def launch(context: Context, host: str = "127.0.0.1", port: int = 7860) -> None:
-    """Load everything, then serve the demo until interrupted (SIGINT or SIGTERM)."""
+def launch(context: Context, host: str = "127.0.0.1", port: int = 7860, model_warming: bool = False) -> None:
+    """Load everything, then serve the demo until interrupted (SIGINT or SIGTERM).
+
+    ``model_warming``: the caller already started the embedded model on another thread
+    (service_support.warm_llm_in_background); the page is served without waiting for it, and a
+    visitor's first answer waits only for whatever of its loading is left.
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from graphs.resources import get_resources
     from memory.paths import home_dir
@@ -561,7 +566,8 @@ def launch(context: Context, host: str = "127.0.0.1", port: int = 7860) -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     home = home_dir(context.home)
     get_resources(context.home)  # prints its own progress; every session then shares the loaded models
-    warm_llm(context)
+    if not model_warming:
+        warm_llm(context)
     service = DemoService(EdgeAlign(context), home)
     app = build_app(service)
     concurrency = int(os.environ.get("EDGE_ALIGN_DEMO_CONCURRENCY", "4"))
