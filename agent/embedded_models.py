@@ -30,7 +30,6 @@ from agent.llm import EmbeddedServerError, LLMConfigError
 ENV_EMBEDDED_MODEL = "EDGE_ALIGN_EMBEDDED_MODEL"
 # The data home is memory.paths.home_dir's; agent/ imports nothing outside itself, so the two-line
 # rule is repeated here (an explicit ``home`` argument always wins).
-ENV_HOME = "EDGE_ALIGN_HOME"
 ENV_MODELS_DIR = "EDGE_ALIGN_MODELS_DIR"
 DATA_DIR = Path(__file__).resolve().parent / "data"
 REGISTRY_PATH = DATA_DIR / "embedded_models.yaml"
@@ -142,20 +141,19 @@ def selected_model(environ: Mapping[str, str] | None = None) -> EmbeddedModel:
 
 
 def models_dir(home: str | os.PathLike[str] | None = None) -> Path:
-    """Where joined models live: ``home``/models, else $EDGE_ALIGN_MODELS_DIR, else <data home>/models.
+    """Where joined models live: ``home``/models when given, else $EDGE_ALIGN_MODELS_DIR, else the installation's cache.
 
-    $EDGE_ALIGN_MODELS_DIR lets data homes that come and go (test sessions, benchmarks) share the
-    models ``make install`` prepared, instead of joining a copy each.
+    A joined model is derived from installed packages, like the ONNX encoder (agent/install_cache.py),
+    so every data home shares the copy ``make install`` prepared: a new data home used to join the
+    1.1 GB default model again before its first answer.
     """
-    if home is None and os.environ.get(ENV_MODELS_DIR):
-        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
     if home is not None:
-        base = Path(home).expanduser()
-    elif os.environ.get(ENV_HOME):
-        base = Path(os.environ[ENV_HOME]).expanduser()
-    else:
-        base = Path.home() / ".local" / "share" / "edge-align"
-    return base / "models"
+        return Path(home).expanduser() / "models"
+    if os.environ.get(ENV_MODELS_DIR):
+        return Path(os.environ[ENV_MODELS_DIR]).expanduser()
+    from agent.install_cache import install_cache_dir
+
+    return install_cache_dir() / "models"
 
 
 def part_path(part: ModelPart) -> Path | None:

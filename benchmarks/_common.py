@@ -30,9 +30,6 @@ TURN_MESSAGES = [
 def private_home() -> Path:
     """Benchmarks write into a fresh data home unless EDGE_ALIGN_HOME is set."""
     if not os.environ.get("EDGE_ALIGN_HOME"):
-        # The packaged chat models `make install` prepared stay where they are, not joined again.
-        user_models = Path.home() / ".local" / "share" / "edge-align" / "models"
-        os.environ.setdefault("EDGE_ALIGN_MODELS_DIR", str(user_models))
         os.environ["EDGE_ALIGN_HOME"] = tempfile.mkdtemp(prefix="edge-align-bench-")
     return Path(os.environ["EDGE_ALIGN_HOME"])
 

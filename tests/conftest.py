@@ -14,10 +14,8 @@ pytest.register_assert_rewrite("tests.support")
 
 from tests.support.reports import ARTIFACTS  # noqa: E402  (after the registration above)
 
-# The models `make install` prepared (edge-align models prepare) live in the user's data home; a test
-# session's fresh home shares them rather than joining a copy of several hundred MB.
-_user_home = Path(os.environ.get("EDGE_ALIGN_HOME") or Path.home() / ".local" / "share" / "edge-align")
-os.environ.setdefault("EDGE_ALIGN_MODELS_DIR", str(_user_home.expanduser() / "models"))
+# The chat models `make install` joined (edge-align models prepare) live in the installation's cache,
+# which every data home shares, this session's fresh one too (agent/install_cache.py).
 _HOME = Path(tempfile.mkdtemp(prefix="edge-align-test-home-"))
 os.environ["EDGE_ALIGN_HOME"] = str(_HOME)
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
