@@ -105,7 +105,12 @@ class OnnxPairEncoder:
         # No spin-waiting: beside a decoding chat model on 2 cores a spinning pool starves it.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3
-        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as problem:  # a truncated or damaged file: say so, and let the caller export it again
+            raise EncoderNotExportedError(
+                f"{path} could not be opened ({type(problem).__name__}): run `edge-align prepare` to export it again"
+            ) from problem
         outputs = [o.name for o in self._session.get_outputs()]
         self.has_judge_layers = "judge_embedding" in outputs
         tokenizer = Tokenizer.from_file(str(tokenizer_file))
@@ -171,8 +176,10 @@ def load_serving_encoder(cache_dir: Path | None = None, progress: Callable[[str]
     """This installation's ONNX encoder, exported first (with torch, about 20 s) if ``edge-align prepare`` never ran."""
     try:
         return OnnxPairEncoder.load(cache_dir)
-    except EncoderNotExportedError:
-        pass  # exported below, once; later processes find it
+    except EncoderNotExportedError as problem:
+        if progress is not None and exported_dir(cache_dir).exists():
+            progress(f"{problem}; exporting it again")
+    # Exported here, once (missing or damaged); later processes find it.
     from agent.encoder_export import export_encoder
 
     export_encoder(exported_dir(cache_dir), progress=progress or (lambda message: None))

@@ -70,7 +70,10 @@ def test_the_installed_export_serves_the_judge_rows_the_shipped_heads_read(torch
         assert np.abs(g - w).max() < TOLERANCE
 
 
-def test_a_missing_export_names_the_command_that_builds_it(tmp_path: Path) -> None:
+def test_a_missing_or_damaged_export_names_the_command_that_builds_it(tmp_path: Path) -> None:
     with pytest.raises(EncoderNotExportedError, match="edge-align prepare"):
+        OnnxPairEncoder(tmp_path / MODEL_FILE, model_folder() / "tokenizer.json")
+    (tmp_path / MODEL_FILE).write_bytes(b"\x08\x07 half a protobuf")  # e.g. a disk filled mid-write
+    with pytest.raises(EncoderNotExportedError, match=r"could not be opened.*edge-align prepare"):
         OnnxPairEncoder(tmp_path / MODEL_FILE, model_folder() / "tokenizer.json")
     assert json.loads((model_folder() / "tokenizer.json").read_text(encoding="utf-8"))["model"]["type"] == "WordPiece"
