@@ -34,15 +34,16 @@ def private_home() -> Path:
     return Path(os.environ["EDGE_ALIGN_HOME"])
 
 
-def summary(samples_ms: list[float]) -> dict[str, float]:
-    ordered = sorted(samples_ms)
+def summary(samples: list[float], unit: str = "ms") -> dict[str, float]:
+    """n, median, p95, min and max of ``samples``, keyed with their ``unit`` (median_ms, median_s, ...)."""
+    ordered = sorted(samples)
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return {
         "n": len(ordered),
-        "median_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(p95, 2),
-        "min_ms": round(ordered[0], 2),
-        "max_ms": round(ordered[-1], 2),
+        f"median_{unit}": round(statistics.median(ordered), 2),
+        f"p95_{unit}": round(p95, 2),
+        f"min_{unit}": round(ordered[0], 2),
+        f"max_{unit}": round(ordered[-1], 2),
     }
 
 

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, emit
+from _common import ROOT, emit, summary
 
 PYTHON = sys.executable
 EDGE_ALIGN = [PYTHON, "-m", "ui.cli"]
@@ -102,15 +102,7 @@ def _demo_ready(code: Path, home: Path, port: int) -> float:
 
 
 def _summary(seconds: list[float]) -> dict[str, Any]:
-    ordered = sorted(seconds)
-    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
-    return {
-        "n": len(ordered),
-        "median_s": round(statistics.median(ordered), 2),
-        "p95_s": round(p95, 2),
-        "best_s": round(ordered[0], 2),
-        "runs_s": [round(s, 2) for s in seconds],
-    }
+    return {**summary(seconds, unit="s"), "runs_s": [round(s, 2) for s in seconds]}
 
 
 def _steps(code: Path) -> dict[str, float]:

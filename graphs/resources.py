@@ -183,7 +183,9 @@ def _load(home: Path) -> Resources:
     encoder = serving_encoder(cache)
     steps.done("encoder")
     index_path = norm_index_path(home)
-    if not os.environ.get(CHROMA_URL_ENV) and seed_index(index_path, template_path(cache, encoder.name)):
+    # Only a home without an index needs the template (its key reads the pack files and Chroma's version).
+    seeding = not os.environ.get(CHROMA_URL_ENV) and not index_path.exists()
+    if seeding and seed_index(index_path, template_path(cache, encoder.name)):
         steps.done("norm index copied from the installation's")
     store = open_norm_store(index_path, encoder=encoder)
     steps.done("norm store opened")

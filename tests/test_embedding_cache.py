@@ -11,21 +11,7 @@ import pytest
 from agent.embedding_cache import FixedTextCache
 from agent.encoder import EMBEDDING_DIM
 from agent.install_cache import content_key, install_cache_dir
-
-
-class CountingEncoder:
-    """Deterministic rows per text; counts what it was asked to embed."""
-
-    def __init__(self, name: str = "model-a") -> None:
-        self.name = name
-        self.seen: list[str] = []
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.seen.extend(texts)
-        rows = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            rows[i, len(text) % EMBEDDING_DIM] = 1.0
-        return rows
+from tests.support.encoders import CountingEncoder
 
 
 class RefusingEncoder:

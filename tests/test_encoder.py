@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-import numpy as np
 import pytest
 
 from agent.encoder import EMBEDDING_DIM, MemoEncoder
 from agent.onnx_encoder import encoder_threads
-
-
-class CountingEncoder:
-    """Deterministic rows per text; records every text it was asked to embed."""
-
-    def __init__(self) -> None:
-        self.seen: list[str] = []
-
-    def encode(self, texts: Sequence[str]) -> np.ndarray:
-        self.seen.extend(texts)
-        rows = np.zeros((len(texts), EMBEDDING_DIM), dtype=np.float32)
-        for i, text in enumerate(texts):
-            rows[i, len(text) % EMBEDDING_DIM] = 1.0
-        return rows
+from tests.support.encoders import CountingEncoder
 
 
 def test_each_phrasing_is_embedded_once_and_rows_keep_their_order() -> None:
