@@ -47,7 +47,6 @@ class FixedTextCache:
         self._encoder = encoder
         self.directory = Path(directory) if directory else install_cache_dir() / "embeddings"
         self.name = model_identity(encoder)
-        self.computed = 0  # texts embedded (not read from disk) by this cache, for tests and reports
 
     def path_for(self, texts: Sequence[str]) -> Path:
         return self.directory / f"{content_key([self.name, *texts], length=24)}.npy"
@@ -75,7 +74,6 @@ class FixedTextCache:
             from agent.encoder import load_encoder
 
             self._encoder = load_encoder()
-        self.computed += len(texts)
         starts: Iterable[int] = range(0, len(texts), _BATCH)
         if len(texts) >= _PROGRESS_FROM:
             from tqdm import tqdm

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,6 @@ from agent.onnx_encoder import (
     MODEL_FILE,
     OnnxPairEncoder,
     exported_dir,
-    judge_layers_file,
     model_folder,
 )
 
@@ -78,13 +77,12 @@ def export_encoder(target: Path | None = None, progress: Callable[[str], None] =
     import torch
 
     from agent.encoder import MiniLMEncoder
-    from agent.judge_encoder import JudgeEncoder
+    from agent.judge_encoder import LAYERS_FILE, JudgeEncoder
 
     target = exported_dir() if target is None else target
     progress("exporting the encoder to ONNX (once per installation): loading the torch models…")
     packaged = MiniLMEncoder()
-    layers_file = judge_layers_file()
-    reference: Any = JudgeEncoder.from_files(packaged.sentence_model, layers_file) if layers_file.is_file() else None
+    reference: Any = JudgeEncoder.from_files(packaged.sentence_model, LAYERS_FILE) if LAYERS_FILE.is_file() else None
     split = reference.split if reference is not None else len(packaged.sentence_model[0].auto_model.encoder.layer)
     module = _pair_module(packaged.sentence_model, None if reference is None else reference.tuned, split)
     features = packaged.sentence_model.tokenizer(
@@ -138,17 +136,16 @@ def _weights_apart(traced: Path, model_file: Path) -> None:
 
 def _check(path: Path, packaged: Any, reference: Any) -> None:
     exported = OnnxPairEncoder(path, model_folder() / "tokenizer.json")
-    texts = list(CHECK_TEXTS)
-    want: tuple[np.ndarray, ...]
-    got: tuple[np.ndarray, ...]
+    torch_rows: Callable[[Sequence[str]], tuple[np.ndarray, ...]]
+    onnx_rows: Callable[[Sequence[str]], tuple[np.ndarray, ...]]
     if reference is not None:
-        want = reference.encode_pair(texts)
-        got = exported.encode_pair(texts)
+        torch_rows, onnx_rows = reference.encode_pair, exported.encode_pair
     else:
-        want, got = (packaged.encode(texts),), (exported.encode(texts),)
+        torch_rows, onnx_rows = (lambda t: (packaged.encode(t),)), (lambda t: (exported.encode(t),))
+    texts = list(CHECK_TEXTS)
     # The whole set in one batch (padded) and its first text alone (no padding) must both agree.
-    alone: tuple[np.ndarray, ...] = exported.encode_pair(texts[:1]) if reference is not None else (exported.encode(texts[:1]),)
+    want, got, alone = torch_rows(texts), onnx_rows(texts), onnx_rows(texts[:1])
     for name, w, g, g_alone in zip(("packaged", "judge"), want, got, alone, strict=False):
-        worst = max(float(np.abs(np.asarray(w) - np.asarray(g)).max()), float(np.abs(w[:1] - g_alone).max()))
+        worst = max(float(np.abs(w - g).max()), float(np.abs(w[:1] - g_alone).max()))
         if worst > TOLERANCE:
             raise ExportCheckError(f"the ONNX {name} embedding differs from torch's by {worst:.2e} (> {TOLERANCE})")

